@@ -1,0 +1,91 @@
+"""One separation pass: a model walked over a signal in segments, producing finished blocks.
+
+A *pass* is one model applied to one (possibly time-shifted) view of the normalised mix. It
+yields ``(S, C, n)`` blocks left to right as soon as they are final, so a caller can write stems
+while the rest of the track is still being computed.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Iterator, Optional
+
+import torch
+
+from .chunking import (DelayedSource, InputLength, SegmentPlan, SignalSource, center_trim,
+                       model_input_length, read_with_context)
+from .overlap_add import OverlapAdd, transition_weights
+
+SegmentCallback = Callable[[int], None]
+"""Called with the number of signal samples a segment covered, after it is computed."""
+
+
+@dataclass(frozen=True)
+class PassSettings:
+    """How to cut a signal for a pass.
+
+    ``segment``: seconds per segment, overriding the model's own (None: the model's);
+    ``split=False`` runs the model on the whole signal at once.
+    """
+
+    split: bool = True
+    overlap: float = 0.25
+    segment: Optional[float] = None
+    transition_power: float = 1.0
+
+
+def run_model(model: torch.nn.Module, inputs: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """``inputs: (C, L)`` -> ``(S, C, L')`` on ``inputs.device``, without autograd."""
+    with torch.inference_mode():
+        out = model(inputs[None].to(device))[0]
+    return out.to(inputs.device)
+
+
+def plan_for(model: torch.nn.Module, length: int, settings: PassSettings) -> SegmentPlan:
+    """The segment plan Demucs would use for ``model`` on ``length`` samples."""
+    if not settings.split:
+        return SegmentPlan.whole(length)
+    segment = settings.segment if settings.segment is not None else model.segment
+    segment_length = int(model.samplerate * segment)
+    return SegmentPlan.split(length, segment_length, settings.overlap)
+
+
+def run_pass(model: torch.nn.Module, source: SignalSource, settings: PassSettings,
+             device: torch.device, on_segment: Optional[SegmentCallback] = None) -> Iterator[torch.Tensor]:
+    """Separate ``source`` with ``model``; yields consecutive ``(S, C, n)`` blocks covering it."""
+    plan = plan_for(model, source.length, settings)
+    input_length: InputLength = model_input_length(model, settings.segment)
+    if plan.is_whole:
+        weight = torch.ones(plan.segment_length)
+    else:
+        weight = transition_weights(plan.segment_length, settings.transition_power)
+    accumulator = OverlapAdd(plan.length, weight)
+    offsets = list(plan.offsets())
+    for index, offset in enumerate(offsets):
+        chunk_length = plan.chunk_length(offset)
+        inputs = read_with_context(source, offset, chunk_length, input_length(chunk_length))
+        outputs = center_trim(run_model(model, inputs, device), chunk_length)
+        accumulator.add(offset, outputs)
+        if on_segment is not None:
+            on_segment(chunk_length)
+        finished_upto = offsets[index + 1] if index + 1 < len(offsets) else plan.length
+        block = accumulator.pop(finished_upto)
+        if block.shape[-1]:
+            yield block
+
+
+def run_shifted_pass(model: torch.nn.Module, source: SignalSource, delay: int, settings: PassSettings,
+                     device: torch.device, on_segment: Optional[SegmentCallback] = None
+                     ) -> Iterator[torch.Tensor]:
+    """A pass over ``source`` delayed by ``delay`` samples, re-aligned to ``source``'s time axis."""
+    blocks = run_pass(model, DelayedSource(source, delay), settings, device, on_segment)
+    return drop_leading(blocks, delay)
+
+
+def drop_leading(blocks: Iterator[torch.Tensor], count: int) -> Iterator[torch.Tensor]:
+    """Skip the first ``count`` samples of a stream of ``(..., n)`` blocks."""
+    for block in blocks:
+        if count >= block.shape[-1]:
+            count -= block.shape[-1]
+            continue
+        yield block[..., count:]
+        count = 0

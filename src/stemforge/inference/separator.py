@@ -1,0 +1,159 @@
+"""The public separator: audio in (array, tensor or file), stems out.
+
+Demucs semantics: the mix is normalised by its whole-track mono mean and std, separated by every
+pass (shifts x bag members) through the overlap-add engine, the passes are merged with per-source
+weights, and the result is de-normalised.
+"""
+from __future__ import annotations
+
+import logging
+import random
+from pathlib import Path
+from typing import Callable, Iterator, Optional, Union
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..audio.ops import Normalisation, to_channels
+from .chunking import ArraySource, SignalSource
+from .engine import PassSettings, run_shifted_pass
+from .ensemble import plan_passes, weighted_merge
+
+logger = logging.getLogger(__name__)
+
+ProgressCallback = Callable[[float, float], None]
+"""``progress(done_seconds, total_seconds)`` of audio processed, summed over all passes."""
+
+
+class NormalisedSource(SignalSource):
+    """``base`` with :class:`Normalisation` applied inside the signal; still zero outside."""
+
+    def __init__(self, base: SignalSource, stats: Normalisation):
+        self.base = base
+        self.stats = stats
+        self.channels = base.channels
+        self.length = base.length
+
+    def _read_inside(self, start: int, stop: int) -> torch.Tensor:
+        return self.stats.apply(self.base.read(start, stop))
+
+
+def separate_blocks(model: nn.Module, source: SignalSource, shifts: int, settings: PassSettings,
+                    device: torch.device, rng: random.Random,
+                    on_segment: Optional[Callable[[int], None]] = None) -> Iterator[torch.Tensor]:
+    """Stems of an already normalised ``source``, as consecutive ``(S, C, n)`` blocks."""
+    passes, totals = plan_passes(model, shifts, rng)
+    streams = [run_shifted_pass(spec.model, source, spec.delay, settings, device, on_segment)
+               for spec in passes]
+    return weighted_merge(streams, [spec.weights for spec in passes], totals)
+
+
+class Separator:
+    """Separate music into stems with a loaded model or bag.
+
+    ``model``: a model name (resolved in ``repo`` or the model table), a checkpoint / bag path, or an
+    ``nn.Module``. ``shifts``: random shifts averaged (0 = deterministic). ``seed``: makes shifts
+    repeatable. ``segment``: seconds per segment (default: the model's). ``split=False``: whole track
+    at once.
+    """
+
+    def __init__(self, model: Union[str, Path, nn.Module] = "htdemucs", repo: Optional[Union[str, Path]] = None,
+                 device: Optional[str] = None, shifts: int = 1, overlap: float = 0.25, split: bool = True,
+                 segment: Optional[float] = None, seed: Optional[int] = None,
+                 progress: Optional[ProgressCallback] = None):
+        from ..pretrained.resolve import load_model
+
+        if shifts < 0:
+            raise ValueError("shifts must be >= 0")
+        if not 0 <= overlap < 1:
+            raise ValueError("overlap must be in [0, 1)")
+        if segment is not None and segment <= 0:
+            raise ValueError("segment must be positive")
+        self.model = model if isinstance(model, nn.Module) else load_model(model, repo)
+        max_segment = getattr(self.model, "max_segment", None)
+        if segment is not None and max_segment is not None and segment > max_segment:
+            raise ValueError(f"this model cannot use segments longer than it was trained on "
+                             f"({float(max_segment):.2f} s); got --segment {segment}")
+        self.device = torch.device(device or default_device())
+        self.model.to(self.device).eval()
+        self.shifts = shifts
+        self.settings = PassSettings(split=split, overlap=overlap, segment=segment)
+        self.rng = random.Random(seed)
+        self.progress = progress
+
+    @property
+    def sources(self) -> list[str]:
+        return list(self.model.sources)
+
+    @property
+    def samplerate(self) -> int:
+        return int(self.model.samplerate)
+
+    @property
+    def audio_channels(self) -> int:
+        return int(self.model.audio_channels)
+
+    def separate_tensor(self, wav: torch.Tensor) -> torch.Tensor:
+        """``wav: (C, T)`` float at the model rate with the model's channels -> ``(S, C, T)``."""
+        stats = Normalisation.of(wav)
+        blocks = list(self.iter_separate(ArraySource(wav), stats))
+        return torch.cat(blocks, dim=-1)
+
+    def iter_separate(self, source: SignalSource, stats: Normalisation) -> Iterator[torch.Tensor]:
+        """Stems of ``source`` (model rate and channels) as finished ``(S, C, n)`` blocks."""
+        normalised = NormalisedSource(source, stats)
+        on_segment = self._progress_counter(source.length)
+        for block in separate_blocks(self.model, normalised, self.shifts, self.settings, self.device,
+                                     self.rng, on_segment):
+            yield stats.invert(block)
+
+    def separate(self, audio: Union[np.ndarray, torch.Tensor], samplerate: Optional[int] = None
+                 ) -> dict[str, np.ndarray]:
+        """Separate ``audio: (C, T)`` or ``(T,)`` at ``samplerate`` (default: the model's).
+
+        Returns ``{stem: (C, T) float32}`` at the input's sample rate.
+        """
+        from ..audio.resample import resample
+
+        wav = torch.as_tensor(audio, dtype=torch.float32)
+        if wav.dim() == 1:
+            wav = wav[None]
+        rate = samplerate or self.samplerate
+        wav = to_channels(wav, self.audio_channels)
+        model_wav = torch.from_numpy(resample(wav.numpy(), rate, self.samplerate))
+        stems = self.separate_tensor(model_wav).numpy()
+        return {name: resample(stem, self.samplerate, rate) for name, stem in zip(self.sources, stems)}
+
+    def separate_file(self, path: Union[str, Path]) -> dict[str, np.ndarray]:
+        """Decode ``path`` and separate it; stems at the file's sample rate."""
+        from ..audio.io import read_audio
+
+        wav, rate = read_audio(path)
+        return self.separate(wav, rate)
+
+    def _progress_counter(self, length: int) -> Optional[Callable[[int], None]]:
+        if self.progress is None:
+            return None
+        passes = len(plan_passes(self.model, self.shifts, random.Random(0))[0])
+        total = passes * length
+        done = 0
+        rate = float(self.samplerate)
+        callback = self.progress
+
+        def on_segment(samples: int) -> None:
+            nonlocal done
+            done += samples
+            callback(min(done, total) / passes / rate, total / passes / rate)
+
+        return on_segment
+
+
+def default_device() -> str:
+    """``cuda`` if available, else ``mps`` if available, else ``cpu`` (Demucs' choice)."""
+    if torch.cuda.is_available():
+        return "cuda"
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        return "mps"
+    return "cpu"
