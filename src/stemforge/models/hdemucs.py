@@ -1,0 +1,279 @@
+"""Hybrid Demucs v3 (``HDemucs``): a spectrogram U-Net with an optional parallel waveform U-Net.
+
+The frequency branch convolves along frequency until one bin is left, then along time. In hybrid
+mode a time branch runs alongside; where both have the same stride its last conv output is
+injected into the frequency branch, and the decoder splits them again symmetrically.
+The spectrogram output is either complex-as-channels (``cac=True``) or a magnitude combined with
+the mixture phase (``cac=False``, ``wiener_iters <= 0``).
+
+Takes exactly the keyword arguments of the reference ``demucs.hdemucs.HDemucs`` and has the same
+state-dict layout. ``forward(mix: (B, C, T)) -> (B, S, C, T)`` for any ``T``.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Sequence
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from stemforge.models.layers.conv_blocks import rescale_module
+from stemforge.models.layers.hybrid import HDecLayer, HEncLayer, MultiWrap, ScaledEmbedding, pad1d
+from stemforge.models.layers.spectral import ispectro, spectro
+
+
+class HDemucs(nn.Module):
+    """Spectrogram / hybrid Demucs (v3). See the module docstring; arguments as in the reference."""
+
+    def __init__(self, sources: Sequence[str], audio_channels: int = 2, channels: int = 48,
+                 channels_time: int | None = None, growth: int = 2, nfft: int = 4096,
+                 wiener_iters: int = 0, end_iters: int = 0, wiener_residual: bool = False,
+                 cac: bool = True, depth: int = 6, rewrite: bool = True, hybrid: bool = True,
+                 hybrid_old: bool = False, multi_freqs: Sequence[float] | None = None,
+                 multi_freqs_depth: int = 2, freq_emb: float = 0.2, emb_scale: float = 10,
+                 emb_smooth: bool = True, kernel_size: int = 8, time_stride: int = 2,
+                 stride: int = 4, context: int = 1, context_enc: int = 0, norm_starts: int = 4,
+                 norm_groups: int = 4, dconv_mode: int = 1, dconv_depth: int = 2,
+                 dconv_comp: int = 4, dconv_attn: int = 4, dconv_lstm: int = 4,
+                 dconv_init: float = 1e-4, rescale: float = 0.1, samplerate: int = 44100,
+                 segment: float = 4 * 10) -> None:
+        super().__init__()
+        if hybrid_old and not hybrid:
+            raise ValueError("hybrid_old requires hybrid=True")
+        if hybrid and wiener_iters != end_iters:
+            raise ValueError("hybrid models need wiener_iters == end_iters")
+        self.cac = cac
+        self.wiener_residual = wiener_residual
+        self.audio_channels = audio_channels
+        self.sources = sources
+        self.kernel_size = kernel_size
+        self.context = context
+        self.stride = stride
+        self.depth = depth
+        self.channels = channels
+        self.samplerate = samplerate
+        self.segment = segment
+        self.nfft = nfft
+        self.hop_length = nfft // 4
+        self.wiener_iters = wiener_iters
+        self.end_iters = end_iters
+        self.hybrid = hybrid
+        self.hybrid_old = hybrid_old
+        self.freq_emb = None
+
+        self.encoder = nn.ModuleList()
+        self.decoder = nn.ModuleList()
+        if hybrid:
+            self.tencoder = nn.ModuleList()
+            self.tdecoder = nn.ModuleList()
+        self._build(
+            channels=channels, channels_time=channels_time, growth=growth, rewrite=rewrite,
+            multi_freqs=multi_freqs, multi_freqs_depth=multi_freqs_depth, freq_emb=freq_emb,
+            emb_scale=emb_scale, emb_smooth=emb_smooth, time_stride=time_stride,
+            context_enc=context_enc, norm_starts=norm_starts, norm_groups=norm_groups,
+            dconv_mode=dconv_mode, dconv_depth=dconv_depth, dconv_comp=dconv_comp,
+            dconv_attn=dconv_attn, dconv_lstm=dconv_lstm, dconv_init=dconv_init)
+        if rescale:
+            rescale_module(self, reference=rescale)
+
+    # ------------------------------------------------------------------ construction
+    def _build(self, *, channels: int, channels_time: int | None, growth: int, rewrite: bool,
+               multi_freqs: Sequence[float] | None, multi_freqs_depth: int, freq_emb: float,
+               emb_scale: float, emb_smooth: bool, time_stride: int, context_enc: int,
+               norm_starts: int, norm_groups: int, dconv_mode: int, dconv_depth: int,
+               dconv_comp: int, dconv_attn: int, dconv_lstm: int, dconv_init: float) -> None:
+        """Create the encoder/decoder layers of both branches, outermost first."""
+        complex_factor = 2 if self.cac else 1
+        chin = self.audio_channels
+        chin_z = chin * complex_factor
+        chout = channels_time or channels
+        chout_z = channels
+        freqs = self.nfft // 2
+        for index in range(self.depth):
+            freq = freqs > 1
+            kernel, stride, pad, last_freq = self.kernel_size, self.stride, True, False
+            if not freq:
+                kernel, stride = 2 * time_stride, time_stride
+            elif freqs <= self.kernel_size:
+                kernel, pad, last_freq = freqs, False, True
+            kw: dict[str, Any] = {
+                "kernel_size": kernel, "stride": stride, "freq": freq, "pad": pad,
+                "norm": index >= norm_starts, "rewrite": rewrite, "norm_groups": norm_groups,
+                "dconv_kw": {
+                    "lstm": index >= dconv_lstm, "attn": index >= dconv_attn,
+                    "depth": dconv_depth, "compress": dconv_comp, "init": dconv_init,
+                    "gelu": True,
+                },
+            }
+            kw_time = dict(kw, freq=False, kernel_size=self.kernel_size, stride=self.stride,
+                           pad=True)
+            multi = bool(multi_freqs) and index < multi_freqs_depth
+            kw_dec = dict(kw, context_freq=False) if multi else kw
+            if last_freq:
+                chout_z = max(chout, chout_z)
+                chout = chout_z
+
+            enc: nn.Module = HEncLayer(chin_z, chout_z, dconv=dconv_mode & 1,
+                                       context=context_enc, **kw)
+            if self.hybrid and freq:
+                self.tencoder.append(HEncLayer(chin, chout, dconv=dconv_mode & 1,
+                                               context=context_enc, empty=last_freq, **kw_time))
+            if multi:
+                enc = MultiWrap(enc, multi_freqs)
+            self.encoder.append(enc)
+
+            if index == 0:
+                chin = self.audio_channels * len(self.sources)
+                chin_z = chin * complex_factor
+            dec: nn.Module = HDecLayer(chout_z, chin_z, dconv=dconv_mode & 2, last=index == 0,
+                                       context=self.context, **kw_dec)
+            if multi:
+                dec = MultiWrap(dec, multi_freqs)
+            if self.hybrid and freq:
+                self.tdecoder.insert(0, HDecLayer(chout, chin, dconv=dconv_mode & 2,
+                                                  empty=last_freq, last=index == 0,
+                                                  context=self.context, **kw_time))
+            self.decoder.insert(0, dec)
+
+            chin, chin_z = chout, chout_z
+            chout, chout_z = int(growth * chout), int(growth * chout_z)
+            if freq:
+                freqs = 1 if freqs <= self.kernel_size else freqs // self.stride
+            if index == 0 and freq_emb:
+                self.freq_emb = ScaledEmbedding(freqs, chin_z, smooth=emb_smooth, scale=emb_scale)
+                self.freq_emb_scale = freq_emb
+
+    @property
+    def max_segment(self) -> None:
+        """HDemucs runs on inputs of any length."""
+        return None
+
+    # ------------------------------------------------------------------ spectrograms
+    def _spec(self, x: torch.Tensor) -> torch.Tensor:
+        """``x: (B, C, T)`` -> complex ``(B, C, nfft / 2, frames)``.
+
+        Hybrid models pad so that there are exactly ``ceil(T / hop)`` frames, aligned with the
+        time branch (its convolutions also divide the length by their stride).
+        """
+        hop = self.hop_length
+        if not self.hybrid:
+            return spectro(x, self.nfft, hop)[..., :-1, :]
+        frames = math.ceil(x.shape[-1] / hop)
+        pad = hop // 2 * 3
+        mode = "constant" if self.hybrid_old else "reflect"
+        x = pad1d(x, (pad, pad + frames * hop - x.shape[-1]), mode=mode)
+        z = spectro(x, self.nfft, hop)[..., :-1, :]
+        return z[..., 2:2 + frames]
+
+    def _ispec(self, z: torch.Tensor, length: int) -> torch.Tensor:
+        """Complex ``z: (..., nfft / 2, frames)`` -> waveform ``(..., length)``."""
+        hop = self.hop_length
+        z = F.pad(z, (0, 0, 0, 1))
+        if not self.hybrid:
+            return ispectro(z, hop, length)
+        z = F.pad(z, (2, 2))
+        pad = hop // 2 * 3
+        full = hop * math.ceil(length / hop)
+        if self.hybrid_old:
+            return ispectro(z, hop, length=full)[..., :length]
+        x = ispectro(z, hop, length=full + 2 * pad)
+        return x[..., pad:pad + length]
+
+    def _magnitude(self, z: torch.Tensor) -> torch.Tensor:
+        """Network input from ``z: (B, C, F, T)``: real/imag as channels ``(B, 2C, F, T)`` (cac)
+        or the magnitude ``(B, C, F, T)``."""
+        if not self.cac:
+            return z.abs()
+        batch, channels, freqs, frames = z.shape
+        parts = torch.view_as_real(z).permute(0, 1, 4, 2, 3)
+        return parts.reshape(batch, channels * 2, freqs, frames)
+
+    def _mask(self, z: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
+        """Source spectrograms ``(B, S, C, F, T)`` from the mixture ``z: (B, C, F, T)`` and the
+        network output ``m: (B, S, C', F, T)``."""
+        if self.cac:
+            batch, sources, _, freqs, frames = m.shape
+            parts = m.view(batch, sources, -1, 2, freqs, frames).permute(0, 1, 2, 4, 5, 3)
+            return torch.view_as_complex(parts.contiguous())
+        iters = self.end_iters if self.training else self.wiener_iters
+        if iters < 0:
+            z = z[:, None]
+            return z / (1e-8 + z.abs()) * m
+        if iters == 0:
+            # Wiener filtering without EM iterations: magnitudes with the mixture phase.
+            return torch.polar(m, torch.angle(z)[:, None].expand_as(m))
+        raise NotImplementedError(
+            "HDemucs with cac=False and wiener_iters > 0 (multichannel Wiener EM) is not "
+            "supported by stemforge")
+
+    # ------------------------------------------------------------------ forward
+    def forward(self, mix: torch.Tensor) -> torch.Tensor:
+        """``mix: (B, C, T)`` -> stems ``(B, S, C, T)``."""
+        length = mix.shape[-1]
+        z = self._spec(mix)
+        x = self._magnitude(z).to(mix.device)
+        batch, _, freqs, frames = x.shape
+        mean = x.mean(dim=(1, 2, 3), keepdim=True)
+        std = x.std(dim=(1, 2, 3), keepdim=True)
+        x = (x - mean) / (1e-5 + std)
+
+        xt = meant = stdt = None
+        if self.hybrid:
+            meant = mix.mean(dim=(1, 2), keepdim=True)
+            stdt = mix.std(dim=(1, 2), keepdim=True)
+            xt = (mix - meant) / (1e-5 + stdt)
+
+        x, xt = self._unet(x, xt)
+
+        n_sources = len(self.sources)
+        x = x.view(batch, n_sources, -1, freqs, frames) * std[:, None] + mean[:, None]
+        device = x.device
+        if device.type in ("mps", "xpu"):
+            x = x.cpu()
+        out = self._ispec(self._mask(z, x), length).to(device)
+        if self.hybrid:
+            out = out + xt.view(batch, n_sources, -1, length) * stdt[:, None] + meant[:, None]
+        return out
+
+    def _unet(self, x: torch.Tensor, xt: torch.Tensor | None
+              ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Run both branches. ``x: (B, C, F, T')`` normalised spectrogram, ``xt: (B, C, T)``
+        normalised waveform (hybrid only). Returns the decoded spectrogram and waveform."""
+        skips, lengths, skips_t, lengths_t = [], [], [], []
+        n_time = len(self.tencoder) if self.hybrid else 0
+        for index, encode in enumerate(self.encoder):
+            lengths.append(x.shape[-1])
+            inject = None
+            if index < n_time:
+                lengths_t.append(xt.shape[-1])
+                tenc = self.tencoder[index]
+                xt = tenc(xt)
+                if tenc.empty:
+                    inject = xt  # same shape as the frequency branch: merge here
+                else:
+                    skips_t.append(xt)
+            x = encode(x, inject)
+            if index == 0 and self.freq_emb is not None:
+                bins = torch.arange(x.shape[-2], device=x.device)
+                emb = self.freq_emb(bins).t()[None, :, :, None].expand_as(x)
+                x = x + self.freq_emb_scale * emb
+            skips.append(x)
+
+        # the decoders start from zeros: all the signal comes through the skip connections
+        x = torch.zeros_like(x)
+        if self.hybrid:
+            xt = torch.zeros_like(x)
+        offset = self.depth - n_time
+        for index, decode in enumerate(self.decoder):
+            x, pre = decode(x, skips.pop(), lengths.pop())
+            if index < offset:
+                continue
+            tdec = self.tdecoder[index - offset]
+            length_t = lengths_t.pop()
+            if tdec.empty:
+                # branches split again: the time decoder starts from the merged features
+                xt, _ = tdec(pre[:, :, 0], None, length_t)
+            else:
+                xt, _ = tdec(xt, skips_t.pop(), length_t)
+        return x, xt

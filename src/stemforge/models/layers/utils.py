@@ -1,0 +1,33 @@
+"""Pure tensor helpers used by the Demucs-family layers."""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch.nn import functional as F
+
+
+def center_trim(tensor: torch.Tensor, reference: torch.Tensor | int) -> torch.Tensor:
+    """Trim the last axis of ``tensor`` symmetrically down to ``reference`` samples.
+
+    ``reference`` is a length or a tensor whose last-axis size is used. When the excess is odd,
+    the extra sample is removed on the right. ``tensor: (..., T)`` -> ``(..., T_ref)``.
+    """
+    target = reference.shape[-1] if isinstance(reference, torch.Tensor) else int(reference)
+    excess = tensor.shape[-1] - target
+    if excess < 0:
+        raise ValueError(f"cannot trim a tensor of length {tensor.shape[-1]} to {target}")
+    left = excess // 2
+    return tensor[..., left:left + target]
+
+
+def frame_signal(x: torch.Tensor, width: int, hop: int) -> torch.Tensor:
+    """Cut ``x: (..., T)`` into ``ceil(T / hop)`` frames of ``width`` samples every ``hop``.
+
+    The end is zero padded so that the last frame is complete. Returns ``(..., n_frames, width)``.
+    """
+    length = x.shape[-1]
+    n_frames = math.ceil(length / hop)
+    needed = (n_frames - 1) * hop + width
+    x = F.pad(x, (0, needed - length))
+    return x.unfold(-1, width, hop)
