@@ -2,9 +2,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional, Union
+from typing import TYPE_CHECKING, Mapping, Optional, Union
 
 from torch import nn
+
+if TYPE_CHECKING:
+    from .cards import ModelCard
 
 MODEL_SUFFIXES = (".th", ".safetensors", ".yaml", ".yml")
 
@@ -13,8 +16,14 @@ class ModelResolutionError(Exception):
     """The model name or path cannot be resolved; the message says what to do."""
 
 
-def load_model(name_or_path: Union[str, Path], repo: Optional[Union[str, Path]] = None) -> nn.Module:
-    """A model (or bag) from ``repo/NAME…``, a checkpoint/bag file path, or the model table."""
+def load_model(name_or_path: Union[str, Path], repo: Optional[Union[str, Path]] = None, *,
+               progress: bool = True, cards: Optional[Mapping[str, ModelCard]] = None) -> nn.Module:
+    """A model (or bag) from ``repo/NAME…``, a checkpoint/bag file path, or the model table.
+
+    A name of the model table (:mod:`stemforge.pretrained.cards`, or ``cards`` when given) is
+    downloaded on first use into the cache (see :mod:`stemforge.pretrained.hub`; ``progress``
+    shows a bar on stderr) and loaded from there.
+    """
     from .repo import load_from_repo, load_model_path
 
     if repo is not None:
@@ -25,9 +34,39 @@ def load_model(name_or_path: Union[str, Path], repo: Optional[Union[str, Path]] 
     path = Path(name_or_path)
     if path.suffix in MODEL_SUFFIXES and path.exists():
         return load_model_path(path)
+    name = str(name_or_path)
+    if name in card_table(cards):
+        return _load_named(name, cards, progress)
+    if path.suffix in MODEL_SUFFIXES:
+        raise ModelResolutionError(f"model file {path} does not exist")
     raise ModelResolutionError(
-        f"model {str(name_or_path)!r} is not available offline: pass --repo DIR with its checkpoint "
-        f"files, or the path of a .th/.safetensors/.yaml file")
+        f"unknown model {name!r}; known models: {', '.join(card_table(cards))} (or pass "
+        "--repo DIR with its files, or the path of a .th/.safetensors/.yaml file)")
+
+
+def card_table(cards: Optional[Mapping[str, ModelCard]] = None) -> Mapping[str, ModelCard]:
+    """The model table: ``cards`` if given, else the official one."""
+    from .cards import CARDS
+
+    return CARDS if cards is None else cards
+
+
+def _load_named(name: str, cards: Optional[Mapping[str, ModelCard]], progress: bool) -> nn.Module:
+    """Fetch model ``name`` of the table into the cache (if needed) and load it from there."""
+    from .hub import HubError, fetch_model_files
+    from .repo import load_from_repo
+
+    card = card_table(cards)[name]
+    if card.quantized:
+        plain = repr(name[:-2]) if name.endswith("_q") else "a non-quantized model"
+        raise ModelResolutionError(
+            f"model {name!r} holds diffq-quantized weights, which stemforge cannot read; "
+            f"use {plain} instead (unquantized weights, a larger download)")
+    try:
+        folder = fetch_model_files(name, cards=cards, progress=progress)
+    except HubError as exc:
+        raise ModelResolutionError(str(exc)) from exc
+    return load_from_repo(name, folder)
 
 
 def model_display_name(name_or_path: Union[str, Path]) -> str:
