@@ -79,10 +79,18 @@ def read_stems(folder: Path) -> dict[str, np.ndarray]:
     return {path.stem: soundfile.read(str(path), dtype="float32")[0] for path in sorted(folder.glob("*.wav"))}
 
 
-def separate_both(tmp_path: Path, repo: Path, track: Path, name: str, extra: list[str], seed: int = 0):
+def separate_both(tmp_path: Path, repo: Path, track: Path, name: str, extra: list[str], seed: int = 0,
+                  monkeypatch=None):
+    """Run both programs. The reference draws its shift offsets with the global ``random.randint``;
+    it is pointed at ``random.Random(seed)``, the generator ``stemforge --seed`` uses, so both get the
+    same offsets (HTDemucs also consumes global random draws per forward, which must not interfere).
+    """
     common = ["--repo", str(repo), "-n", name, "--float32", "-d", "cpu", *extra, str(track)]
-    random.seed(seed)
+    if monkeypatch is not None:
+        monkeypatch.setattr(random, "randint", random.Random(seed).randint)
     run_reference(["-o", str(tmp_path / "ref"), *common])
+    if monkeypatch is not None:
+        monkeypatch.undo()
     assert stemforge_main(["separate", "-q", "--seed", str(seed), "-o", str(tmp_path / "ours"), *common]) == 0
     reference = read_stems(tmp_path / "ref" / name / track.stem)
     ours = read_stems(tmp_path / "ours" / name / track.stem)
@@ -93,9 +101,11 @@ def assert_same_stems(reference: dict, ours: dict, atol: float = 1e-4) -> None:
     assert sorted(reference) == sorted(ours) and reference
     for stem in reference:
         assert reference[stem].shape == ours[stem].shape
-        assert np.abs(reference[stem]).max() > 1e-3, "degenerate stem: the test would prove nothing"
+        peak = np.abs(reference[stem]).max()
+        assert peak > 1e-4, "degenerate stem: the test would prove nothing"
         diff = np.abs(reference[stem] - ours[stem]).max()
-        assert diff <= atol, f"{stem}: max abs diff {diff}"
+        # Absolute bound from the issue, and a relative one so that quiet random-weight stems count too.
+        assert diff <= atol and diff <= 1e-2 * peak, f"{stem}: max abs diff {diff} (peak {peak})"
 
 
 @pytest.mark.parametrize("name", ["tiny_ht", "tiny_hd", "tiny_d", "tiny_bag"])
@@ -111,8 +121,9 @@ def test_two_stems_matches_reference(tmp_path, repo, track):
     assert_same_stems(reference, ours)
 
 
-def test_random_shifts_match_reference_with_same_seed(tmp_path, repo, track):
-    reference, ours = separate_both(tmp_path, repo, track, "tiny_bag", ["--shifts", "2"], seed=123)
+def test_random_shifts_match_reference_with_same_offsets(tmp_path, repo, track, monkeypatch):
+    reference, ours = separate_both(tmp_path, repo, track, "tiny_bag", ["--shifts", "2"], seed=123,
+                                    monkeypatch=monkeypatch)
     assert_same_stems(reference, ours)
 
 

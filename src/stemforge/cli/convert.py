@@ -21,7 +21,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..pretrained.convert import convert
-    from .main import UserError
+    from .errors import UserError
 
     if args.destination.suffix != ".safetensors":
         raise UserError("the destination must end in .safetensors")

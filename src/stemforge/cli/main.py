@@ -10,17 +10,15 @@ import logging
 import sys
 from typing import Callable, Optional, Sequence
 
+from .errors import describe
+
 EXIT_USER_ERROR = 2
 
 logger = logging.getLogger("stemforge")
 
 
-class UserError(Exception):
-    """An error caused by the input or options; printed as one line."""
-
-
 def build_parser() -> argparse.ArgumentParser:
-    from . import convert, separate
+    from . import convert, models, separate
 
     parser = argparse.ArgumentParser(
         prog="stemforge", description="Separate music into stems (drums, bass, other, vocals).")
@@ -28,6 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     separate.add_parser(commands)
     convert.add_parser(commands)
+    models.add_parser(commands)
     return parser
 
 
@@ -37,8 +36,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if args.command is None:
         parser.print_help()
         return EXIT_USER_ERROR
+    package_logger = logging.getLogger("stemforge")
+    previous_level = package_logger.level
     configure_logging(getattr(args, "verbose", False), getattr(args, "quiet", False))
-    return run_guarded(args.handler, args)
+    try:
+        return run_guarded(args.handler, args)
+    finally:
+        package_logger.setLevel(previous_level)  # main() may be called in-process (tests, notebooks)
 
 
 def run_guarded(handler: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
@@ -56,24 +60,9 @@ def run_guarded(handler: Callable[[argparse.Namespace], int], args: argparse.Nam
         return EXIT_USER_ERROR
 
 
-def describe(error: BaseException) -> str:
-    """A one-line description of ``error`` for a person."""
-    text = str(error).strip().splitlines()
-    message = text[0] if text else ""
-    if isinstance(error, (UserError,)) or _is_expected(error):
-        return message or type(error).__name__
-    return f"{type(error).__name__}: {message} (run with -v for details)"
-
-
-def _is_expected(error: BaseException) -> bool:
-    expected = ("AudioError", "CheckpointError", "ModelResolutionError", "ModelNotFoundError",
-                "ChecksumError", "UnsafeCheckpointError", "QuantizedCheckpointError", "ValueError")
-    return any(klass.__name__ in expected for klass in type(error).__mro__)
-
-
 def configure_logging(verbose: bool, quiet: bool) -> None:
     level = logging.DEBUG if verbose else logging.ERROR if quiet else logging.INFO
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING, format="%(message)s",
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING, format="stemforge: %(message)s",
                         stream=sys.stderr)
     logging.getLogger("stemforge").setLevel(level)
 

@@ -51,16 +51,17 @@ def run(args: argparse.Namespace) -> int:
     from ..audio.io import OutputFormat
     from ..inference.separator import Separator
     from ..pretrained.resolve import model_display_name
-    from .main import UserError
+    from .errors import UserError
     from .output import StemWriter
 
     validate_options(args)
-    tracks = [track for track in args.tracks]
-    separator = Separator(model=args.name if args.repo is None else args.name, repo=args.repo,
+    tracks = list(args.tracks)
+    separator = Separator(model=args.name, repo=args.repo,
                           device=args.device, shifts=args.shifts, overlap=args.overlap, split=args.split,
-                          segment=args.segment, seed=args.seed)
+                          segment=args.segment, seed=args.seed,
+                          download_progress=not args.quiet)
     if args.stem is not None and args.stem not in separator.sources:
-        raise UserError(f'stem "{args.stem}" is not in this model; choose one of {", ".join(separator.sources)}')
+        raise UserError(f'--two-stems: stem "{args.stem}" is not in this model; choose one of {", ".join(separator.sources)}')
     fmt = OutputFormat(kind="flac" if args.flac else "wav", bits=24 if args.int24 else 16,
                        float32=args.float32 and not args.flac)
     writer = StemWriter(args.out / model_display_name(args.name), args.filename, fmt, args.clip_mode)
@@ -68,14 +69,13 @@ def run(args: argparse.Namespace) -> int:
     for track in tracks:
         if not separate_track(separator, track, writer, args.stem, args.quiet):
             failures += 1
-    if failures:
-        logger.error("%d of %d file(s) failed", failures, len(tracks))
-        return 2 if len(tracks) == 1 else 1
-    return 0
+    if failures and len(tracks) > 1:
+        logger.error("%d of %d files failed", failures, len(tracks))
+    return 2 if failures else 0
 
 
 def validate_options(args: argparse.Namespace) -> None:
-    from .main import UserError
+    from .errors import UserError
 
     if args.shifts < 0:
         raise UserError("--shifts must be 0 or more")
@@ -90,7 +90,7 @@ def validate_options(args: argparse.Namespace) -> None:
 def separate_track(separator, track: Path, writer, stem: Optional[str], quiet: bool) -> bool:
     """Separate one file and write its stems; report a failure as one line and return False."""
     from ..audio.io import read_audio
-    from .main import describe
+    from .errors import describe
     from .progress import progress_bar
 
     try:

@@ -55,13 +55,14 @@ class Separator:
     ``model``: a model name (resolved in ``repo`` or the model table), a checkpoint / bag path, or an
     ``nn.Module``. ``shifts``: random shifts averaged (0 = deterministic). ``seed``: makes shifts
     repeatable. ``segment``: seconds per segment (default: the model's). ``split=False``: whole track
-    at once.
+    at once. ``progress``: callback for separation progress; ``download_progress``: show a bar
+    on stderr when a model is downloaded.
     """
 
     def __init__(self, model: Union[str, Path, nn.Module] = "htdemucs", repo: Optional[Union[str, Path]] = None,
                  device: Optional[str] = None, shifts: int = 1, overlap: float = 0.25, split: bool = True,
                  segment: Optional[float] = None, seed: Optional[int] = None,
-                 progress: Optional[ProgressCallback] = None):
+                 progress: Optional[ProgressCallback] = None, download_progress: bool = True):
         from ..pretrained.resolve import load_model
 
         if shifts < 0:
@@ -70,7 +71,7 @@ class Separator:
             raise ValueError("overlap must be in [0, 1)")
         if segment is not None and segment <= 0:
             raise ValueError("segment must be positive")
-        self.model = model if isinstance(model, nn.Module) else load_model(model, repo)
+        self.model = model if isinstance(model, nn.Module) else load_model(model, repo, progress=download_progress)
         max_segment = getattr(self.model, "max_segment", None)
         if segment is not None and max_segment is not None and segment > max_segment:
             raise ValueError(f"this model cannot use segments longer than it was trained on "
