@@ -136,3 +136,22 @@ def test_segment_and_overlap_options_match_reference(tmp_path, repo, track):
 def test_no_split_matches_reference(tmp_path, repo, track):
     reference, ours = separate_both(tmp_path, repo, track, "tiny_d", ["--shifts", "0", "--no-split"])
     assert_same_stems(reference, ours)
+
+
+@pytest.mark.slow
+def test_official_htdemucs_config_separate_matches_reference(tmp_path, track):
+    """The exact official htdemucs architecture (random weights) through both command lines."""
+    from demucs.htdemucs import HTDemucs
+
+    from tests.models.configs import OFFICIAL_HTDEMUCS_PARAMS, official_htdemucs_kwargs
+
+    torch.manual_seed(1)
+    model = HTDemucs(**official_htdemucs_kwargs())
+    assert sum(p.numel() for p in model.parameters()) == OFFICIAL_HTDEMUCS_PARAMS
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    save_official(official_package(model, half=True), repo, "955717e8")
+    (repo / "htdemucs.yaml").write_text("models: ['955717e8']\n")
+    reference, ours = separate_both(tmp_path, repo, track, "htdemucs", ["--shifts", "0"])
+    assert sorted(ours) == sorted(SOURCES)
+    assert_same_stems(reference, ours)

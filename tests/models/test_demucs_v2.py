@@ -12,6 +12,7 @@ import torch
 from stemforge.models.demucs_v2 import V2_OFFICIAL, V2_SOURCES, DemucsV2, v2_config_for
 from stemforge.models.layers.resample import downsample2, upsample2
 from stemforge.models.registry import build_model
+from stemforge.pretrained.repo import load_from_repo
 from tests.models.demucs2_oracle import Demucs2
 
 TOL = 1e-5
@@ -43,9 +44,9 @@ def test_official_size_parity_through_file(tmp_path: Path, model_name: str) -> N
     ref = Demucs2(sources=V2_SOURCES, channels=channels)
     path = _save_like_official(ref.state_dict(), tmp_path, model_name)
 
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    ours = DemucsV2(**v2_config_for(path.name))
-    ours.load_state_dict(state, strict=True)
+    # Loaded by model name from a local repo, through the safe reader (checksum in the name verified).
+    ours = load_from_repo(model_name, tmp_path)
+    assert isinstance(ours, DemucsV2) and ours.channels == channels
     assert list(ours.state_dict()) == list(ref.state_dict())
 
     mix = torch.randn(1, 2, ours.valid_length(44100))  # 1 s of audio, full-size model
