@@ -1,96 +1,40 @@
 """Decoding and encoding audio files. Writes are atomic: temp file in the same folder, then rename.
 
-Decoding uses ``soundfile`` (libsndfile bundled in its wheel: wav, flac, ogg, mp3, aiff...).
+Decoding is in :mod:`.decode` (soundfile, PyAV fallback); this module holds the shared errors,
+whole-file helpers and the atomic-write mechanism.
 """
 from __future__ import annotations
 
 import os
 import tempfile
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from .encode import OutputFormat
 
 
 class AudioError(Exception):
     """A file could not be read or written as audio; the message says why and what to do."""
 
 
-@dataclass(frozen=True)
-class AudioInfo:
-    samplerate: int
-    channels: int
-    frames: int
-
-
-def audio_info(path: str | os.PathLike) -> AudioInfo:
-    """Sample rate, channels and length of an audio file, without decoding it."""
-    import soundfile
-
-    path = _existing_file(path)
-    try:
-        info = soundfile.info(str(path))
-    except Exception as error:  # soundfile raises several types for undecodable input
-        raise AudioError(f"{path}: not a readable audio file ({_short(error)})") from error
-    return AudioInfo(int(info.samplerate), int(info.channels), int(info.frames))
-
-
 def read_audio(path: str | os.PathLike) -> tuple[np.ndarray, int]:
-    """Decode a whole file to ``(channels, samples)`` float32 and its sample rate."""
-    import soundfile
+    """Decode a whole file to ``(channels, samples)`` float32 and its sample rate (any format)."""
+    from .decode import decode_all
 
-    path = _existing_file(path)
-    try:
-        data, samplerate = soundfile.read(str(path), dtype="float32", always_2d=True)
-    except Exception as error:
-        raise AudioError(f"{path}: not a readable audio file ({_short(error)})") from error
-    if data.shape[0] == 0:
-        raise AudioError(f"{path}: the file contains no audio samples")
-    return np.ascontiguousarray(data.T), int(samplerate)
+    return decode_all(path)
 
 
-@dataclass(frozen=True)
-class OutputFormat:
-    """How stems are encoded: ``kind`` in wav/flac; ``bits`` 16 or 24; ``float32`` for wav."""
+def write_audio(path: str | os.PathLike, wav: np.ndarray, samplerate: int, fmt: "OutputFormat") -> Path:
+    """Encode ``wav: (C, T)`` float to ``path`` atomically, in one go."""
+    from .encode import open_encoder
 
-    kind: str = "wav"
-    bits: int = 16
-    float32: bool = False
-
-    @property
-    def extension(self) -> str:
-        return self.kind
-
-    @property
-    def subtype(self) -> str:
-        if self.float32:
-            return "FLOAT"
-        return {16: "PCM_16", 24: "PCM_24"}[self.bits]
-
-
-def quantise(wav: np.ndarray, fmt: OutputFormat) -> np.ndarray:
-    """``wav: (C, T)`` float -> ``(T, C)`` samples ready for the encoder (clamped to [-1, 1]).
-
-    Integer formats are scaled by ``2**(bits-1) - 1`` and rounded to the nearest integer.
-    """
-    frames = np.clip(wav.T, -1.0, 1.0)
-    if fmt.float32:
-        return frames.astype(np.float32)
-    scale = 2 ** (fmt.bits - 1) - 1
-    return np.rint(frames * scale).astype(np.int32) * (1 << (32 - fmt.bits))
-
-
-def write_audio(path: str | os.PathLike, wav: np.ndarray, samplerate: int, fmt: OutputFormat) -> Path:
-    """Encode ``wav: (C, T)`` float to ``path`` atomically."""
-    import soundfile
-
-    path = Path(path)
-    samples = quantise(wav, fmt)
-    with atomic_path(path) as tmp:
-        soundfile.write(str(tmp), samples, samplerate, subtype=fmt.subtype, format=fmt.kind.upper())
-    return path
+    with open_encoder(Path(path), samplerate, wav.shape[0], fmt) as encoder:
+        encoder.write(wav)
+    return Path(path)
 
 
 @contextmanager
@@ -108,7 +52,7 @@ def atomic_path(path: Path) -> Iterator[Path]:
         raise
 
 
-def _existing_file(path: str | os.PathLike) -> Path:
+def check_input_file(path: str | os.PathLike) -> Path:
     path = Path(path)
     if not path.exists():
         raise AudioError(f"{path}: no such file")
@@ -119,6 +63,6 @@ def _existing_file(path: str | os.PathLike) -> Path:
     return path
 
 
-def _short(error: Exception) -> str:
+def short_reason(error: Exception) -> str:
     text = str(error).strip().splitlines()
     return text[-1] if text else type(error).__name__

@@ -1,12 +1,14 @@
-"""Pure tensor/array DSP on ``(C, T)`` audio: channel conversion, normalisation, clipping.
+"""Pure array/tensor DSP on ``(C, T)`` audio: channel conversion, normalisation, clipping.
 
 Nothing here touches files.
 """
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 logger = logging.getLogger(__name__)
@@ -14,23 +16,27 @@ logger = logging.getLogger(__name__)
 CLIP_MODES = ("rescale", "clamp", "none")
 
 
-def to_channels(wav: torch.Tensor, channels: int) -> torch.Tensor:
-    """Convert ``wav: (C, T)`` to ``(channels, T)``.
-
-    Mono is duplicated; more channels than asked are downmixed (mean) when asking for mono, else the
-    first ``channels`` are kept, with a warning (Demucs' rule).
-    """
-    have = wav.shape[0]
+def channels_of(block: np.ndarray, channels: int) -> np.ndarray:
+    """``block: (C, n)`` -> ``(channels, n)``: mono duplicated, extra channels downmixed."""
+    have = block.shape[0]
     if have == channels:
-        return wav
+        return block
     if channels == 1:
-        return wav.mean(dim=0, keepdim=True)
+        return block.mean(axis=0, keepdims=True)
     if have == 1:
-        return wav.expand(channels, -1)
-    if have > channels:
-        logger.warning("input has %d channels; keeping the first %d", have, channels)
-        return wav[:channels]
-    raise ValueError(f"cannot make {channels} channels from {have}")
+        return np.repeat(block, channels, axis=0)
+    if channels == 2:
+        return downmix_to_stereo(block)
+    return block[:channels]
+
+
+def downmix_to_stereo(block: np.ndarray) -> np.ndarray:
+    """Multichannel ``(C, n)`` to stereo: even channels averaged to the left,
+    odd channels to the right (so 5.1/7.1 front pairs stay on their side)."""
+    left = block[0::2].sum(axis=0)
+    right = block[1::2].sum(axis=0)
+    scale = 1.0 / max(math.ceil(block.shape[0] / 2), 1)
+    return np.stack([left, right]) * scale
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..audio.io import OutputFormat, write_audio
+from ..audio.encode import OutputFormat
+from ..audio.io import write_audio
 
 
 class OutputPathError(ValueError):
@@ -38,6 +39,10 @@ class StemWriter:
         if path == root or root not in path.parents:
             raise OutputPathError(f"--filename {self.template!r} would write outside {self.root}")
         return path
+
+    def all_exist(self, track: Path, stems: list[str]) -> bool:
+        """True when every stem file of ``track`` is already there (``--skip-existing``)."""
+        return all(self.stem_path(track, stem).is_file() for stem in stems)
 
     def write(self, track: Path, stems: dict[str, np.ndarray], samplerate: int) -> list[Path]:
         """Write every ``{stem: (C, T) float32}``; each file appears complete or not at all."""

@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
-from typing import Optional
 
 logger = logging.getLogger("stemforge.separate")
 
@@ -15,66 +15,90 @@ DEFAULT_TEMPLATE = "{track}/{stem}.{ext}"
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser("separate", help="separate tracks into stems",
-                                 description="Separate audio files into stems.")
-    parser.add_argument("tracks", nargs="+", type=Path, metavar="FILE", help="audio files to separate")
-    parser.add_argument("-n", "--name", default=DEFAULT_MODEL,
-                        help=f"model name, or a .th/.safetensors/.yaml path (default: {DEFAULT_MODEL})")
-    parser.add_argument("--repo", type=Path, help="folder of model files to resolve -n in (offline)")
-    parser.add_argument("-o", "--out", type=Path, default=Path("separated"),
-                        help="output folder; a subfolder named after the model is made (default: separated)")
-    parser.add_argument("--filename", default=DEFAULT_TEMPLATE,
-                        help="output file name template with {track} {trackext} {stem} {ext} "
-                             f"(default: {DEFAULT_TEMPLATE})")
-    parser.add_argument("-d", "--device", default=None, help="cpu, cuda or mps (default: best available)")
-    parser.add_argument("--shifts", type=int, default=1,
-                        help="random shifts averaged for equivariance (0: deterministic; default 1)")
-    parser.add_argument("--seed", type=int, default=None, help="seed for the random shifts")
-    parser.add_argument("--overlap", type=float, default=0.25, help="overlap between segments (default 0.25)")
-    split = parser.add_mutually_exclusive_group()
+                                 description="Separate audio files (or folders of them) into stems.")
+    parser.add_argument("tracks", nargs="+", type=Path, metavar="PATH",
+                        help="audio/video files, or folders searched recursively for audio files")
+    model = parser.add_argument_group("model")
+    model.add_argument("-n", "--name", default=DEFAULT_MODEL,
+                       help=f"model name, or a .th/.safetensors/.yaml path (default: {DEFAULT_MODEL})")
+    model.add_argument("--repo", type=Path, help="folder of model files to resolve -n in (offline)")
+    model.add_argument("-d", "--device", default=None, help="cpu, cuda or mps (default: best available)")
+    cut = parser.add_argument_group("separation")
+    cut.add_argument("--shifts", type=int, default=1,
+                     help="random shifts averaged for equivariance (0: deterministic; default 1)")
+    cut.add_argument("--seed", type=int, default=None, help="seed for the random shifts (repeatable runs)")
+    cut.add_argument("--overlap", type=float, default=0.25, help="overlap between segments (default 0.25)")
+    split = cut.add_mutually_exclusive_group()
     split.add_argument("--no-split", action="store_false", dest="split", default=True,
                        help="run the model on the whole track at once (uses a lot of memory)")
     split.add_argument("--segment", type=float, default=None, help="segment length in seconds")
-    parser.add_argument("--two-stems", dest="stem", metavar="STEM",
-                        help="write only STEM and no_STEM (the sum of the other stems)")
-    depth = parser.add_mutually_exclusive_group()
-    depth.add_argument("--int24", action="store_true", help="write 24-bit wav")
-    depth.add_argument("--float32", action="store_true", help="write 32-bit float wav")
-    parser.add_argument("--flac", action="store_true", help="write flac instead of wav")
-    parser.add_argument("--clip-mode", default="rescale", choices=["rescale", "clamp", "none"],
-                        help="avoid clipping by rescaling a stem (default) or hard clamping")
-    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar or info messages")
+    cut.add_argument("-j", "--jobs", type=int, default=0,
+                     help="segments computed in parallel (default 0: one at a time)")
+    out = parser.add_argument_group("output")
+    out.add_argument("-o", "--out", type=Path, default=Path("separated"),
+                     help="output folder; a subfolder named after the model is made (default: separated)")
+    out.add_argument("--filename", default=DEFAULT_TEMPLATE,
+                     help="output file name template with {track} {trackext} {stem} {ext} "
+                          f"(default: {DEFAULT_TEMPLATE})")
+    out.add_argument("--two-stems", dest="stem", metavar="STEM",
+                     help="write only STEM and no_STEM")
+    out.add_argument("--other-method", choices=["add", "minus", "none"], default="add",
+                     help="how no_STEM is made: sum of the other stems (add, default), mix minus STEM "
+                          "(minus), or not written (none)")
+    kind = out.add_mutually_exclusive_group()
+    kind.add_argument("--flac", action="store_true", help="write flac")
+    kind.add_argument("--mp3", action="store_true", help="write mp3")
+    depth = out.add_mutually_exclusive_group()
+    depth.add_argument("--int24", action="store_true", help="24-bit wav/flac")
+    depth.add_argument("--float32", action="store_true", help="32-bit float wav")
+    out.add_argument("--mp3-bitrate", type=int, default=320, help="mp3 bitrate in kbps (default 320)")
+    out.add_argument("--mp3-preset", type=int, default=2, choices=range(2, 8), metavar="2..7",
+                     help="mp3 encoder preset: 2 best quality (default) ... 7 fastest")
+    out.add_argument("--clip-mode", default="rescale", choices=["rescale", "clamp", "none"],
+                     help="avoid clipping by rescaling a stem (default), hard clamping, or not at all")
+    out.add_argument("--samplerate", type=int, default=None,
+                     help="sample rate of the stems (default: the input file's)")
+    out.add_argument("--skip-existing", action="store_true",
+                     help="skip tracks whose stems are all already written")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars or info messages")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logs and tracebacks")
     parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..audio.io import OutputFormat
     from ..inference.separator import Separator
     from ..pretrained.resolve import model_display_name
     from .errors import UserError
+    from .inputs import collect_tracks
     from .output import StemWriter
 
-    validate_options(args)
-    tracks = list(args.tracks)
-    separator = Separator(model=args.name, repo=args.repo,
-                          device=args.device, shifts=args.shifts, overlap=args.overlap, split=args.split,
-                          segment=args.segment, seed=args.seed,
-                          download_progress=not args.quiet)
-    if args.stem is not None and args.stem not in separator.sources:
-        raise UserError(f'--two-stems: stem "{args.stem}" is not in this model; choose one of {", ".join(separator.sources)}')
-    fmt = OutputFormat(kind="flac" if args.flac else "wav", bits=24 if args.int24 else 16,
-                       float32=args.float32 and not args.flac)
+    fmt = validate_options(args)
+    tracks, input_failures = collect_tracks(args.tracks)
     writer = StemWriter(args.out / model_display_name(args.name), args.filename, fmt, args.clip_mode)
-    failures = 0
-    for track in tracks:
-        if not separate_track(separator, track, writer, args.stem, args.quiet):
+    configure_threads(args.jobs, args.device)
+    separator = Separator(model=args.name, repo=args.repo, device=args.device, shifts=args.shifts,
+                          overlap=args.overlap, split=args.split, segment=args.segment, seed=args.seed,
+                          download_progress=not args.quiet, jobs=args.jobs)
+    if args.stem is not None and args.stem not in separator.sources:
+        raise UserError(f'--two-stems: stem "{args.stem}" is not in this model; '
+                        f'choose one of {", ".join(separator.sources)}')
+    stems = output_stems(separator.sources, args.stem, args.other_method)
+    failures = input_failures
+    for track in progress_over(tracks, args.quiet):
+        if args.skip_existing and writer.all_exist(track, stems):
+            logger.info("%s: stems already there, skipped", track)
+            continue
+        if not separate_track(separator, track, writer, args):
             failures += 1
-    if failures and len(tracks) > 1:
-        logger.error("%d of %d files failed", failures, len(tracks))
+    total = len(tracks) + input_failures
+    if failures and total > 1:
+        logger.error("%d of %d inputs failed", failures, total)
     return 2 if failures else 0
 
 
-def validate_options(args: argparse.Namespace) -> None:
+def validate_options(args: argparse.Namespace):
+    """Check option values before any work; returns the output format."""
+    from ..audio.encode import OutputFormat
     from .errors import UserError
 
     if args.shifts < 0:
@@ -83,24 +107,59 @@ def validate_options(args: argparse.Namespace) -> None:
         raise UserError("--overlap must be at least 0 and less than 1")
     if args.segment is not None and args.segment <= 0:
         raise UserError("--segment must be a positive number of seconds")
-    if args.flac and args.float32:
-        raise UserError("--float32 is for wav output; flac stores 16 or 24 bits")
+    if args.jobs < 0:
+        raise UserError("--jobs must be 0 or more")
+    if args.samplerate is not None and not 1000 <= args.samplerate <= 384000:
+        raise UserError("--samplerate must be between 1000 and 384000 Hz")
+    kind = "flac" if args.flac else "mp3" if args.mp3 else "wav"
+    if args.float32 and kind != "wav":
+        raise UserError("--float32 is for wav output only")
+    try:
+        return OutputFormat(kind=kind, bits=24 if args.int24 else 16, float32=args.float32,
+                            mp3_bitrate=args.mp3_bitrate, mp3_preset=args.mp3_preset)
+    except ValueError as error:
+        raise UserError(str(error)) from None
 
 
-def separate_track(separator, track: Path, writer, stem: Optional[str], quiet: bool) -> bool:
+def output_stems(sources: list[str], stem, other_method: str) -> list[str]:
+    """Names of the files written per track."""
+    if stem is None:
+        return list(sources)
+    return [stem] if other_method == "none" else [stem, f"no_{stem}"]
+
+
+def configure_threads(jobs: int, device) -> None:
+    """With ``-j N`` on CPU, give each parallel segment its share of the cores."""
+    if jobs > 1 and (device in (None, "cpu")):
+        import torch
+
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // jobs))
+
+
+def progress_over(tracks: list[Path], quiet: bool):
+    """Tracks, with an overall bar when there are several."""
+    if len(tracks) < 2 or quiet:
+        return tracks
+    from tqdm import tqdm
+
+    return tqdm(tracks, desc="tracks", unit="track", position=1, leave=False)
+
+
+def separate_track(separator, track: Path, writer, args: argparse.Namespace) -> bool:
     """Separate one file and write its stems; report a failure as one line and return False."""
-    from ..audio.io import read_audio
+    from ..audio.decode import open_decoder
+    from ..inference.streaming import all_stems, separate_file, two_stems
     from .errors import describe
     from .progress import progress_bar
 
+    mixer = all_stems(separator.sources) if args.stem is None else \
+        two_stems(separator.sources, args.stem, args.other_method)
     try:
-        wav, rate = read_audio(track)
-        with progress_bar(wav.shape[-1] / rate, desc=track.name, disable=quiet) as progress:
+        seconds = open_decoder(track).info.seconds
+        with progress_bar(seconds, desc=track.name, disable=args.quiet) as progress:
             separator.progress = progress
-            stems = separator.separate(wav, rate)
-        if stem is not None:
-            stems = two_stems(stems, stem)
-        paths = writer.write(track, stems, rate)
+            paths = separate_file(separator, track, lambda stem: writer.stem_path(track, stem), writer.fmt,
+                                  writer.clip_mode, mixer, args.samplerate)
     except Exception as error:  # noqa: BLE001 - one bad file must not stop the others
         logger.debug("failure on %s", track, exc_info=True)
         print(f"stemforge: error: {describe(error)}", file=sys.stderr)
@@ -109,9 +168,3 @@ def separate_track(separator, track: Path, writer, stem: Optional[str], quiet: b
         separator.progress = None
     logger.info("%s -> %s", track, paths[0].parent if paths else "(nothing)")
     return True
-
-
-def two_stems(stems: dict, stem: str) -> dict:
-    """``{stem, no_stem}`` where ``no_stem`` is the sum of all the other stems."""
-    others = [audio for name, audio in stems.items() if name != stem]
-    return {stem: stems[stem], f"no_{stem}": sum(others[1:], others[0].copy())}

@@ -6,6 +6,8 @@ while the rest of the track is still being computed.
 """
 from __future__ import annotations
 
+from collections import deque
+from concurrent.futures import Executor, Future
 from dataclasses import dataclass
 from typing import Callable, Iterator, Optional
 
@@ -50,8 +52,13 @@ def plan_for(model: torch.nn.Module, length: int, settings: PassSettings) -> Seg
 
 
 def run_pass(model: torch.nn.Module, source: SignalSource, settings: PassSettings,
-             device: torch.device, on_segment: Optional[SegmentCallback] = None) -> Iterator[torch.Tensor]:
-    """Separate ``source`` with ``model``; yields consecutive ``(S, C, n)`` blocks covering it."""
+             device: torch.device, on_segment: Optional[SegmentCallback] = None,
+             pool: Optional[Executor] = None, lookahead: int = 0) -> Iterator[torch.Tensor]:
+    """Separate ``source`` with ``model``; yields consecutive ``(S, C, n)`` blocks covering it.
+
+    With a thread ``pool``, up to ``lookahead`` segments beyond the current one are computed in
+    parallel; results are still accumulated in order, so the output does not change.
+    """
     plan = plan_for(model, source.length, settings)
     input_length: InputLength = model_input_length(model, settings.segment)
     if plan.is_whole:
@@ -60,24 +67,48 @@ def run_pass(model: torch.nn.Module, source: SignalSource, settings: PassSetting
         weight = transition_weights(plan.segment_length, settings.transition_power)
     accumulator = OverlapAdd(plan.length, weight)
     offsets = list(plan.offsets())
-    for index, offset in enumerate(offsets):
+
+    def separate_segment(offset: int) -> torch.Tensor:
         chunk_length = plan.chunk_length(offset)
         inputs = read_with_context(source, offset, chunk_length, input_length(chunk_length))
-        outputs = center_trim(run_model(model, inputs, device), chunk_length)
-        accumulator.add(offset, outputs)
+        return center_trim(run_model(model, inputs, device), chunk_length)
+
+    for index, outputs in enumerate(_in_order(separate_segment, offsets, pool, lookahead)):
+        accumulator.add(offsets[index], outputs)
         if on_segment is not None:
-            on_segment(chunk_length)
+            on_segment(outputs.shape[-1])
         finished_upto = offsets[index + 1] if index + 1 < len(offsets) else plan.length
         block = accumulator.pop(finished_upto)
         if block.shape[-1]:
             yield block
 
 
+def _in_order(function: Callable[[int], torch.Tensor], items: list[int], pool: Optional[Executor],
+              lookahead: int) -> Iterator[torch.Tensor]:
+    """``function(item)`` for each item, in order; computed ahead on ``pool`` when given."""
+    if pool is None or lookahead <= 0:
+        for item in items:
+            yield function(item)
+        return
+    pending: deque[Future] = deque()
+    upcoming = iter(items)
+    try:
+        for item in upcoming:
+            pending.append(pool.submit(function, item))
+            if len(pending) > lookahead:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+    finally:
+        for future in pending:
+            future.cancel()
+
+
 def run_shifted_pass(model: torch.nn.Module, source: SignalSource, delay: int, settings: PassSettings,
-                     device: torch.device, on_segment: Optional[SegmentCallback] = None
-                     ) -> Iterator[torch.Tensor]:
+                     device: torch.device, on_segment: Optional[SegmentCallback] = None,
+                     pool: Optional[Executor] = None, lookahead: int = 0) -> Iterator[torch.Tensor]:
     """A pass over ``source`` delayed by ``delay`` samples, re-aligned to ``source``'s time axis."""
-    blocks = run_pass(model, DelayedSource(source, delay), settings, device, on_segment)
+    blocks = run_pass(model, DelayedSource(source, delay), settings, device, on_segment, pool, lookahead)
     return drop_leading(blocks, delay)
 
 

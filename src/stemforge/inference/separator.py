@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import random
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Callable, Iterator, Optional, Union
 
@@ -15,7 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..audio.ops import Normalisation, to_channels
+from ..audio.ops import Normalisation, channels_of
 from .chunking import ArraySource, SignalSource
 from .engine import PassSettings, run_shifted_pass
 from .ensemble import plan_passes, weighted_merge
@@ -41,12 +42,21 @@ class NormalisedSource(SignalSource):
 
 def separate_blocks(model: nn.Module, source: SignalSource, shifts: int, settings: PassSettings,
                     device: torch.device, rng: random.Random,
-                    on_segment: Optional[Callable[[int], None]] = None) -> Iterator[torch.Tensor]:
-    """Stems of an already normalised ``source``, as consecutive ``(S, C, n)`` blocks."""
+                    on_segment: Optional[Callable[[int], None]] = None, jobs: int = 0) -> Iterator[torch.Tensor]:
+    """Stems of an already normalised ``source``, as consecutive ``(S, C, n)`` blocks.
+
+    ``jobs > 1`` computes that many segments at once on a thread pool (same output).
+    """
     passes, totals = plan_passes(model, shifts, rng)
-    streams = [run_shifted_pass(spec.model, source, spec.delay, settings, device, on_segment)
-               for spec in passes]
-    return weighted_merge(streams, [spec.weights for spec in passes], totals)
+    pool = ThreadPoolExecutor(jobs, thread_name_prefix="stemforge-segment") if jobs > 1 else None
+    try:
+        streams = [run_shifted_pass(spec.model, source, spec.delay, settings, device, on_segment,
+                                    pool, lookahead=jobs - 1)
+                   for spec in passes]
+        yield from weighted_merge(streams, [spec.weights for spec in passes], totals)
+    finally:
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
 
 
 class Separator:
@@ -56,13 +66,15 @@ class Separator:
     ``nn.Module``. ``shifts``: random shifts averaged (0 = deterministic). ``seed``: makes shifts
     repeatable. ``segment``: seconds per segment (default: the model's). ``split=False``: whole track
     at once. ``progress``: callback for separation progress; ``download_progress``: show a bar
-    on stderr when a model is downloaded.
+    on stderr when a model is downloaded. ``jobs``: segments computed in parallel (threads; on CPU
+    give each fewer torch threads, e.g. ``torch.set_num_threads(cores // jobs)``).
     """
 
     def __init__(self, model: Union[str, Path, nn.Module] = "htdemucs", repo: Optional[Union[str, Path]] = None,
                  device: Optional[str] = None, shifts: int = 1, overlap: float = 0.25, split: bool = True,
                  segment: Optional[float] = None, seed: Optional[int] = None,
-                 progress: Optional[ProgressCallback] = None, download_progress: bool = True):
+                 progress: Optional[ProgressCallback] = None, download_progress: bool = True,
+                 jobs: int = 0):
         from ..pretrained.resolve import load_model
 
         if shifts < 0:
@@ -82,6 +94,9 @@ class Separator:
         self.settings = PassSettings(split=split, overlap=overlap, segment=segment)
         self.rng = random.Random(seed)
         self.progress = progress
+        if jobs < 0:
+            raise ValueError("jobs must be >= 0")
+        self.jobs = jobs
 
     @property
     def sources(self) -> list[str]:
@@ -106,7 +121,7 @@ class Separator:
         normalised = NormalisedSource(source, stats)
         on_segment = self._progress_counter(source.length)
         for block in separate_blocks(self.model, normalised, self.shifts, self.settings, self.device,
-                                     self.rng, on_segment):
+                                     self.rng, on_segment, self.jobs):
             yield stats.invert(block)
 
     def separate(self, audio: Union[np.ndarray, torch.Tensor], samplerate: Optional[int] = None
@@ -117,12 +132,14 @@ class Separator:
         """
         from ..audio.resample import resample
 
-        wav = torch.as_tensor(audio, dtype=torch.float32)
-        if wav.dim() == 1:
+        wav = torch.as_tensor(audio, dtype=torch.float32).cpu().numpy()
+        if wav.ndim == 1:
             wav = wav[None]
+        if wav.ndim != 2 or wav.shape[1] == 0:
+            raise ValueError(f"expected audio of shape (channels, samples) or (samples,), got {wav.shape}")
         rate = samplerate or self.samplerate
-        wav = to_channels(wav, self.audio_channels)
-        model_wav = torch.from_numpy(resample(wav.numpy(), rate, self.samplerate))
+        wav = channels_of(wav, self.audio_channels)
+        model_wav = torch.from_numpy(resample(wav, rate, self.samplerate))
         stems = self.separate_tensor(model_wav).numpy()
         return {name: resample(stem, self.samplerate, rate) for name, stem in zip(self.sources, stems)}
 
