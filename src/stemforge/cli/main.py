@@ -18,7 +18,7 @@ logger = logging.getLogger("stemforge")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import convert, models, separate
+    from . import convert, evaluate, models, separate, synth
 
     parser = argparse.ArgumentParser(
         prog="stemforge", description="Separate music into stems (drums, bass, other, vocals).")
@@ -27,6 +27,8 @@ def build_parser() -> argparse.ArgumentParser:
     separate.add_parser(commands)
     convert.add_parser(commands)
     models.add_parser(commands)
+    evaluate.add_parser(commands)
+    synth.add_parser(commands)
     return parser
 
 
