@@ -2,7 +2,7 @@
 
 Public API (imported lazily, so ``import stemforge`` stays cheap)::
 
-    from stemforge import Separator
+    from stemforge import Separator, save_stems
 """
 from __future__ import annotations
 
@@ -10,7 +10,12 @@ __version__ = "0.1.0"
 
 _LAZY = {
     "Separator": ("stemforge.inference.separator", "Separator"),
+    "save_stems": ("stemforge.audio.io", "save_stems"),
+    "read_audio": ("stemforge.audio.io", "read_audio"),
 }
+
+
+__all__ = ["Separator", "save_stems", "read_audio", "__version__"]
 
 
 def __getattr__(name: str):

@@ -18,6 +18,9 @@ from .io import AudioError, check_input_file, short_reason
 logger = logging.getLogger(__name__)
 
 BLOCK_FRAMES = 1 << 16
+# ffmpeg decodes mp3 gaplessly (encoder delay removed) and quietly; libsndfile's mpg123 prints
+# warnings straight to stderr on damaged files.
+PREFER_PYAV = frozenset({".mp3"})
 
 
 @dataclass(frozen=True)
@@ -128,10 +131,11 @@ def open_decoder(path: str | Path) -> Decoder:
     Raises :class:`AudioError` with a message a person can act on.
     """
     path = check_input_file(path)
-    try:
-        return SoundfileDecoder(path)
-    except Exception as first:  # libsndfile does not know this format: let ffmpeg try
-        logger.debug("soundfile cannot open %s (%s); trying PyAV", path, first)
+    if path.suffix.lower() not in PREFER_PYAV:
+        try:
+            return SoundfileDecoder(path)
+        except Exception as first:  # libsndfile does not know this format: let ffmpeg try
+            logger.debug("soundfile cannot open %s (%s); trying PyAV", path, first)
     try:
         import av  # noqa: F401
     except ImportError:

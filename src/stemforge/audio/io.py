@@ -66,3 +66,25 @@ def check_input_file(path: str | os.PathLike) -> Path:
 def short_reason(error: Exception) -> str:
     text = str(error).strip().splitlines()
     return text[-1] if text else type(error).__name__
+
+
+def save_stems(stems: dict[str, np.ndarray], folder: str | os.PathLike, samplerate: int, fmt: str = "wav",
+               clip_mode: str = "rescale", **format_options) -> list[Path]:
+    """Write ``{stem: (C, T) float32}`` as ``folder/{stem}.{fmt}`` (atomic writes).
+
+    ``fmt``: wav, flac or mp3; ``format_options``: ``bits``, ``float32``, ``mp3_bitrate``,
+    ``mp3_preset`` (see :class:`stemforge.audio.encode.OutputFormat`). ``clip_mode``: rescale,
+    clamp or none, as in the command line.
+    """
+    import torch
+
+    from .encode import OutputFormat
+    from .ops import prevent_clip
+
+    output = OutputFormat(kind=fmt, **format_options)
+    folder = Path(folder)
+    paths = []
+    for name, audio in stems.items():
+        audio = prevent_clip(torch.as_tensor(np.asarray(audio, dtype=np.float32)), clip_mode).numpy()
+        paths.append(write_audio(folder / f"{name}.{output.extension}", audio, samplerate, output))
+    return paths

@@ -3,10 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
-
 from ..audio.encode import OutputFormat
-from ..audio.io import write_audio
 
 
 class OutputPathError(ValueError):
@@ -43,16 +40,3 @@ class StemWriter:
     def all_exist(self, track: Path, stems: list[str]) -> bool:
         """True when every stem file of ``track`` is already there (``--skip-existing``)."""
         return all(self.stem_path(track, stem).is_file() for stem in stems)
-
-    def write(self, track: Path, stems: dict[str, np.ndarray], samplerate: int) -> list[Path]:
-        """Write every ``{stem: (C, T) float32}``; each file appears complete or not at all."""
-        import torch
-
-        from ..audio.ops import prevent_clip
-
-        paths = []
-        for stem, audio in stems.items():
-            path = self.stem_path(track, stem)
-            audio = prevent_clip(torch.from_numpy(np.asarray(audio)), self.clip_mode).numpy()
-            paths.append(write_audio(path, audio, samplerate, self.fmt))
-        return paths

@@ -5,7 +5,9 @@ import argparse
 import logging
 import os
 import sys
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 logger = logging.getLogger("stemforge.separate")
 
@@ -66,16 +68,21 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..inference.separator import Separator
     from ..pretrained.resolve import model_display_name
-    from .errors import UserError
     from .inputs import collect_tracks
     from .output import StemWriter
 
     fmt = validate_options(args)
     tracks, input_failures = collect_tracks(args.tracks)
     writer = StemWriter(args.out / model_display_name(args.name), args.filename, fmt, args.clip_mode)
-    configure_threads(args.jobs, args.device)
+    with thread_budget(args.jobs, args.device):
+        return separate_all(args, tracks, input_failures, writer)
+
+
+def separate_all(args: argparse.Namespace, tracks: list[Path], input_failures: int, writer) -> int:
+    from ..inference.separator import Separator
+    from .errors import UserError
+
     separator = Separator(model=args.name, repo=args.repo, device=args.device, shifts=args.shifts,
                           overlap=args.overlap, split=args.split, segment=args.segment, seed=args.seed,
                           download_progress=not args.quiet, jobs=args.jobs)
@@ -128,12 +135,20 @@ def output_stems(sources: list[str], stem, other_method: str) -> list[str]:
     return [stem] if other_method == "none" else [stem, f"no_{stem}"]
 
 
-def configure_threads(jobs: int, device) -> None:
-    """With ``-j N`` on CPU, give each parallel segment its share of the cores."""
-    if jobs > 1 and (device in (None, "cpu")):
-        import torch
+@contextmanager
+def thread_budget(jobs: int, device) -> Iterator[None]:
+    """With ``-j N`` on CPU, give each parallel segment its share of the cores (restored after)."""
+    if jobs <= 1 or device not in (None, "cpu"):
+        yield
+        return
+    import torch
 
-        torch.set_num_threads(max(1, (os.cpu_count() or 1) // jobs))
+    previous = torch.get_num_threads()
+    torch.set_num_threads(max(1, (os.cpu_count() or 1) // jobs))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
 
 
 def progress_over(tracks: list[Path], quiet: bool):

@@ -88,6 +88,11 @@ def spool_input(decoder: Decoder, samplerate: int, channels: int, spool: SampleS
     stats.update(tail)
     if spool.length == 0:
         raise AudioError(f"{decoder.path}: the file contains no audio samples")
+    announced = decoder.info.frames
+    if announced and decoded < 0.98 * announced - decoder.info.samplerate * 0.1:
+        rate = decoder.info.samplerate
+        logger.warning("%s: decoded %.1f s of the %.1f s the file announces; it may be truncated",
+                       decoder.path.name, decoded / rate, announced / rate)
     return stats.result(), decoded
 
 
