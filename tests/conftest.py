@@ -2,10 +2,13 @@
 from __future__ import annotations
 
 import random
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+
+from tests.reference import official_package, save_official
 
 
 @pytest.fixture(autouse=True)
@@ -32,3 +35,15 @@ def make_music(seconds: float, samplerate: int = 44100, channels: int = 2, seed:
         out[1 % channels] += tone * (1 - pan)
     out += rng.normal(0, 0.01, size=out.shape)
     return out.astype(np.float32)
+
+
+@pytest.fixture(scope="session")
+def tiny_repo(tmp_path_factory) -> Path:
+    """A folder holding ``tiny-<sha8>.th``: a small random v3 Demucs in the official format."""
+    from demucs.demucs import Demucs
+
+    folder = tmp_path_factory.mktemp("tiny_repo")
+    torch.manual_seed(0)
+    model = Demucs(sources=["drums", "bass", "other", "vocals"], channels=4, depth=2, segment=2)
+    save_official(official_package(model), folder, "tiny")
+    return folder

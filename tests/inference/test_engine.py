@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from stemforge.inference.chunking import ArraySource, DelayedSource, SegmentPlan, center_trim
+from stemforge.inference.device import DeviceRunner
 from stemforge.inference.engine import PassSettings, run_pass
 from stemforge.inference.overlap_add import OverlapAdd, transition_weights
 from stemforge.inference.separator import Separator
@@ -92,7 +93,7 @@ def test_blocks_are_bounded_by_a_segment():
     """The engine hands out finished blocks as it goes: none longer than one stride."""
     model = IdentityModel(segment=0.5)
     source = ArraySource(torch.randn(2, 10_000))
-    sizes = [block.shape[-1] for block in run_pass(model, source, PassSettings(), torch.device("cpu"))]
+    sizes = [block.shape[-1] for block in run_pass(model, source, PassSettings(), DeviceRunner(torch.device("cpu")))]
     assert sum(sizes) == 10_000
     assert max(sizes) <= int(0.75 * 50)
     assert len(sizes) > 100

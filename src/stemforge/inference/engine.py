@@ -35,11 +35,9 @@ class PassSettings:
     transition_power: float = 1.0
 
 
-def run_model(model: torch.nn.Module, inputs: torch.Tensor, device: torch.device) -> torch.Tensor:
-    """``inputs: (C, L)`` -> ``(S, C, L')`` on ``inputs.device``, without autograd."""
-    with torch.inference_mode():
-        out = model(inputs[None].to(device))[0]
-    return out.to(inputs.device)
+ModelRunner = Callable[[torch.nn.Module, torch.Tensor], torch.Tensor]
+"""``runner(model, inputs (C, L)) -> (S, C, L')``: where and how a model is applied (see
+:class:`stemforge.inference.device.DeviceRunner`)."""
 
 
 def plan_for(model: torch.nn.Module, length: int, settings: PassSettings) -> SegmentPlan:
@@ -52,7 +50,7 @@ def plan_for(model: torch.nn.Module, length: int, settings: PassSettings) -> Seg
 
 
 def run_pass(model: torch.nn.Module, source: SignalSource, settings: PassSettings,
-             device: torch.device, on_segment: Optional[SegmentCallback] = None,
+             runner: ModelRunner, on_segment: Optional[SegmentCallback] = None,
              pool: Optional[Executor] = None, lookahead: int = 0) -> Iterator[torch.Tensor]:
     """Separate ``source`` with ``model``; yields consecutive ``(S, C, n)`` blocks covering it.
 
@@ -71,7 +69,7 @@ def run_pass(model: torch.nn.Module, source: SignalSource, settings: PassSetting
     def separate_segment(offset: int) -> torch.Tensor:
         chunk_length = plan.chunk_length(offset)
         inputs = read_with_context(source, offset, chunk_length, input_length(chunk_length))
-        return center_trim(run_model(model, inputs, device), chunk_length)
+        return center_trim(runner(model, inputs), chunk_length)
 
     for index, outputs in enumerate(_in_order(separate_segment, offsets, pool, lookahead)):
         accumulator.add(offsets[index], outputs)
@@ -105,10 +103,10 @@ def _in_order(function: Callable[[int], torch.Tensor], items: list[int], pool: O
 
 
 def run_shifted_pass(model: torch.nn.Module, source: SignalSource, delay: int, settings: PassSettings,
-                     device: torch.device, on_segment: Optional[SegmentCallback] = None,
+                     runner: ModelRunner, on_segment: Optional[SegmentCallback] = None,
                      pool: Optional[Executor] = None, lookahead: int = 0) -> Iterator[torch.Tensor]:
     """A pass over ``source`` delayed by ``delay`` samples, re-aligned to ``source``'s time axis."""
-    blocks = run_pass(model, DelayedSource(source, delay), settings, device, on_segment, pool, lookahead)
+    blocks = run_pass(model, DelayedSource(source, delay), settings, runner, on_segment, pool, lookahead)
     return drop_leading(blocks, delay)
 
 

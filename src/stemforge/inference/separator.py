@@ -18,7 +18,8 @@ from torch import nn
 
 from ..audio.ops import Normalisation, channels_of
 from .chunking import ArraySource, SignalSource
-from .engine import PassSettings, run_shifted_pass
+from .device import DeviceRunner
+from .engine import ModelRunner, PassSettings, run_shifted_pass
 from .ensemble import plan_passes, weighted_merge
 
 logger = logging.getLogger(__name__)
@@ -41,7 +42,7 @@ class NormalisedSource(SignalSource):
 
 
 def separate_blocks(model: nn.Module, source: SignalSource, shifts: int, settings: PassSettings,
-                    device: torch.device, rng: random.Random,
+                    runner: ModelRunner, rng: random.Random,
                     on_segment: Optional[Callable[[int], None]] = None, jobs: int = 0) -> Iterator[torch.Tensor]:
     """Stems of an already normalised ``source``, as consecutive ``(S, C, n)`` blocks.
 
@@ -50,7 +51,7 @@ def separate_blocks(model: nn.Module, source: SignalSource, shifts: int, setting
     passes, totals = plan_passes(model, shifts, rng)
     pool = ThreadPoolExecutor(jobs, thread_name_prefix="stemforge-segment") if jobs > 1 else None
     try:
-        streams = [run_shifted_pass(spec.model, source, spec.delay, settings, device, on_segment,
+        streams = [run_shifted_pass(spec.model, source, spec.delay, settings, runner, on_segment,
                                     pool, lookahead=jobs - 1)
                    for spec in passes]
         yield from weighted_merge(streams, [spec.weights for spec in passes], totals)
@@ -90,6 +91,7 @@ class Separator:
                              f"({float(max_segment):.2f} s); got --segment {segment}")
         self.device = torch.device(device or default_device())
         self.model.to(self.device).eval()
+        self.runner = DeviceRunner(self.device)
         self.shifts = shifts
         self.settings = PassSettings(split=split, overlap=overlap, segment=segment)
         self.rng = random.Random(seed)
@@ -120,7 +122,7 @@ class Separator:
         """Stems of ``source`` (model rate and channels) as finished ``(S, C, n)`` blocks."""
         normalised = NormalisedSource(source, stats)
         on_segment = self._progress_counter(source.length)
-        for block in separate_blocks(self.model, normalised, self.shifts, self.settings, self.device,
+        for block in separate_blocks(self.model, normalised, self.shifts, self.settings, self.runner,
                                      self.rng, on_segment, self.jobs):
             yield stats.invert(block)
 
