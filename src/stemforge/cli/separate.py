@@ -5,6 +5,7 @@ import argparse
 import logging
 import os
 import sys
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
@@ -91,11 +92,13 @@ def separate_all(args: argparse.Namespace, tracks: list[Path], input_failures: i
                         f'choose one of {", ".join(separator.sources)}')
     stems = output_stems(separator.sources, args.stem, args.other_method)
     failures = input_failures
-    for track in progress_over(tracks, args.quiet):
-        if args.skip_existing and writer.all_exist(track, stems):
+    if args.skip_existing:
+        skipped = [track for track in tracks if writer.all_exist(track, stems)]
+        for track in skipped:
             logger.info("%s: stems already there, skipped", track)
-            continue
-        if not separate_track(separator, track, writer, args):
+        tracks = [track for track in tracks if track not in skipped]
+    for track, prepared in prefetched(tracks, separator, args.quiet):
+        if not separate_track(separator, track, prepared, writer, args):
             failures += 1
     total = len(tracks) + input_failures
     if failures and total > 1:
@@ -160,9 +163,25 @@ def progress_over(tracks: list[Path], quiet: bool):
     return tqdm(tracks, desc="tracks", unit="track", position=1, leave=False)
 
 
-def separate_track(separator, track: Path, writer, args: argparse.Namespace) -> bool:
+def prefetched(tracks: list[Path], separator, quiet: bool) -> Iterator[tuple[Path, Future]]:
+    """``(track, future of its prepared input)``: the next file is decoded while this one separates."""
+    from ..inference.streaming import prepare_input
+
+    def prepare(track: Path):
+        return prepare_input(track, separator.samplerate, separator.audio_channels)
+
+    with ThreadPoolExecutor(1, thread_name_prefix="stemforge-decode") as pool:
+        upcoming = pool.submit(prepare, tracks[0]) if tracks else None
+        for index, track in enumerate(progress_over(tracks, quiet)):
+            current = upcoming
+            upcoming = pool.submit(prepare, tracks[index + 1]) if index + 1 < len(tracks) else None
+            yield track, current
+        if upcoming is not None:  # only when the loop was left early
+            upcoming.cancel()
+
+
+def separate_track(separator, track: Path, prepared: Future, writer, args: argparse.Namespace) -> bool:
     """Separate one file and write its stems; report a failure as one line and return False."""
-    from ..audio.decode import open_decoder
     from ..inference.streaming import all_stems, separate_file, two_stems
     from .errors import describe
     from .progress import progress_bar
@@ -170,11 +189,12 @@ def separate_track(separator, track: Path, writer, args: argparse.Namespace) -> 
     mixer = all_stems(separator.sources) if args.stem is None else \
         two_stems(separator.sources, args.stem, args.other_method)
     try:
-        seconds = open_decoder(track).info.seconds
+        prepared_input = prepared.result()
+        seconds = prepared_input.input_frames / prepared_input.input_samplerate
         with progress_bar(seconds, desc=track.name, disable=args.quiet) as progress:
             separator.progress = progress
-            paths = separate_file(separator, track, lambda stem: writer.stem_path(track, stem), writer.fmt,
-                                  writer.clip_mode, mixer, args.samplerate)
+            paths = separate_file(separator, prepared_input, lambda stem: writer.stem_path(track, stem),
+                                  writer.fmt, writer.clip_mode, mixer, args.samplerate)
     except Exception as error:  # noqa: BLE001 - one bad file must not stop the others
         logger.debug("failure on %s", track, exc_info=True)
         print(f"stemforge: error: {describe(error)}", file=sys.stderr)

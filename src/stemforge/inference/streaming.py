@@ -161,24 +161,55 @@ def encode_stem(spool: SampleSpool, length: int, path: Path, samplerate: int, fm
     return path
 
 
-def separate_file(separator, path: Path, stem_paths: Callable[[str], Path], fmt: OutputFormat,
+@dataclass
+class PreparedInput:
+    """A decoded input at the model's rate and channels, spooled, with its statistics."""
+
+    path: Path
+    spool: SampleSpool
+    stats: Normalisation
+    input_samplerate: int
+    input_frames: int
+
+    def close(self) -> None:
+        self.spool.close()
+
+
+def prepare_input(path: Path, samplerate: int, channels: int, spool_dir: Optional[str] = None) -> PreparedInput:
+    """The cheap first pass over ``path``: decode, convert, spool, measure (see :func:`spool_input`)."""
+    decoder = open_decoder(path)
+    spool = SampleSpool(channels, spool_dir)
+    try:
+        stats, decoded = spool_input(decoder, samplerate, channels, spool)
+    except BaseException:
+        spool.close()
+        raise
+    return PreparedInput(Path(path), spool, stats, decoder.info.samplerate, decoded)
+
+
+def separate_file(separator, path: Path | PreparedInput, stem_paths: Callable[[str], Path], fmt: OutputFormat,
                   clip_mode: str = "rescale", mixer: Optional[StemMixer] = None,
                   output_samplerate: Optional[int] = None, spool_dir: Optional[str] = None) -> list[Path]:
     """Separate ``path`` with ``separator`` in bounded memory; write each stem to ``stem_paths(name)``.
 
-    Stems are written at ``output_samplerate`` (default: the input's rate). Returns the paths.
-    Nothing is written unless the whole separation succeeded.
+    ``path`` may already be prepared (:func:`prepare_input`, e.g. in a background thread while the
+    previous file is separated); it is closed here. Stems are written at ``output_samplerate``
+    (default: the input's rate). Returns the paths. Nothing is written unless the whole
+    separation succeeded.
     """
-    decoder = open_decoder(path)
-    rate = output_samplerate or decoder.info.samplerate
+    if isinstance(path, PreparedInput):
+        prepared = path
+    else:
+        prepared = prepare_input(path, separator.samplerate, separator.audio_channels, spool_dir)
+    rate = output_samplerate or prepared.input_samplerate
     mixer = mixer or all_stems(separator.sources)
     channels = separator.audio_channels
     with ExitStack() as stack:
-        source = stack.enter_context(SampleSpool(channels, spool_dir))
-        stats, decoded = spool_input(decoder, separator.samplerate, channels, source)
+        stack.callback(prepared.close)
+        source = prepared.spool
         outputs: Optional[StemOutputs] = None
         done = 0
-        for block in separator.iter_separate(SpoolSource(source), stats):
+        for block in separator.iter_separate(SpoolSource(source), prepared.stats):
             mix = source.read(done, done + block.shape[-1])
             done += block.shape[-1]
             files = mixer(block.numpy(), mix)
@@ -190,7 +221,6 @@ def separate_file(separator, path: Path, stem_paths: Callable[[str], Path], fmt:
             outputs.add(files)
         assert outputs is not None
         outputs.finish(channels)
-        length = round(decoded * rate / decoder.info.samplerate)
+        length = round(prepared.input_frames * rate / prepared.input_samplerate)
         return [encode_stem(outputs.spools[name], length, stem_paths(name), rate, fmt, clip_mode)
                 for name in outputs.names]
-
