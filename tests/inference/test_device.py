@@ -48,7 +48,7 @@ def test_oom_falls_back_and_output_is_unchanged(caplog):
 def test_oom_on_the_fallback_device_is_raised():
     runner = DeviceRunner(torch.device("cpu"))
     with pytest.raises(torch.OutOfMemoryError):
-        runner(FlakyDeviceModel(failures=5).eval(), torch.randn(2, 300))
+        runner(FlakyDeviceModel(failures=5).eval(), torch.randn(1, 2, 300))
 
 
 def test_other_errors_are_not_swallowed():
@@ -59,10 +59,41 @@ def test_other_errors_are_not_swallowed():
             raise ValueError("a real bug")
 
     with pytest.raises(ValueError, match="real bug"):
-        runner(Broken(), torch.randn(2, 10))
+        runner(Broken(), torch.randn(1, 2, 10))
 
 
 def test_recognises_oom_messages():
     assert is_out_of_memory(RuntimeError("CUDA error: out of memory"))
     assert is_out_of_memory(torch.OutOfMemoryError("x"))
     assert not is_out_of_memory(RuntimeError("shape mismatch"))
+
+
+class BatchLimitedModel(ContextModel):
+    """Out of memory whenever it gets more than ``limit`` segments at once."""
+
+    def __init__(self, limit: int):
+        super().__init__()
+        self.limit = limit
+        self.batches = []
+
+    def forward(self, mix):
+        self.batches.append(mix.shape[0])
+        if mix.shape[0] > self.limit:
+            raise torch.OutOfMemoryError("CUDA out of memory")
+        return super().forward(mix)
+
+
+def test_oom_shrinks_the_batch_before_leaving_the_device(caplog):
+    mix = torch.randn(2, 3000)
+    healthy = ContextModel().eval()
+    reference = Separator(healthy, device="cpu", shifts=0).separate_tensor(mix)
+    limited = BatchLimitedModel(limit=2).eval()
+    limited.load_state_dict(healthy.state_dict())
+    separator = Separator(limited, device="cpu", shifts=0, batch_size=5)
+    separator.runner.fallback = torch.device("meta")  # must never be needed: shrinking the batch is enough
+    with caplog.at_level(logging.WARNING):
+        stems = separator.separate_tensor(mix)
+    torch.testing.assert_close(stems, reference)
+    assert separator.runner.max_batch == 2
+    assert separator.runner.device_for(limited) == torch.device("cpu")
+    assert max(limited.batches[limited.batches.index(2):]) <= 2

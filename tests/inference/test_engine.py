@@ -153,3 +153,13 @@ def test_progress_reaches_total():
     sep.separate_tensor(torch.randn(2, 400))
     assert seen[-1][0] == pytest.approx(seen[-1][1]) == pytest.approx(4.0)
     assert all(a[0] <= b[0] for a, b in zip(seen, seen[1:]))
+
+
+@pytest.mark.parametrize("batch_size", [2, 5])
+def test_batched_segments_give_the_same_output(batch_size):
+    torch.manual_seed(3)
+    model = ContextModel().eval()
+    mix = torch.randn(2, 2500)
+    single = Separator(model, device="cpu", shifts=0).separate_tensor(mix)
+    batched = Separator(model, device="cpu", shifts=0, batch_size=batch_size).separate_tensor(mix)
+    torch.testing.assert_close(batched, single, atol=1e-6, rtol=1e-5)

@@ -37,6 +37,8 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     split.add_argument("--segment", type=float, default=None, help="segment length in seconds")
     cut.add_argument("-j", "--jobs", type=int, default=0,
                      help="segments computed in parallel (default 0: one at a time)")
+    cut.add_argument("--batch-size", type=int, default=None,
+                     help="segments per forward pass (default: 1 on CPU, 4 on CUDA; halved on out-of-memory)")
     out = parser.add_argument_group("output")
     out.add_argument("-o", "--out", type=Path, default=Path("separated"),
                      help="output folder; a subfolder named after the model is made (default: separated)")
@@ -86,7 +88,7 @@ def separate_all(args: argparse.Namespace, tracks: list[Path], input_failures: i
 
     separator = Separator(model=args.name, repo=args.repo, device=args.device, shifts=args.shifts,
                           overlap=args.overlap, split=args.split, segment=args.segment, seed=args.seed,
-                          download_progress=not args.quiet, jobs=args.jobs)
+                          download_progress=not args.quiet, jobs=args.jobs, batch_size=args.batch_size)
     if args.stem is not None and args.stem not in separator.sources:
         raise UserError(f'--two-stems: stem "{args.stem}" is not in this model; '
                         f'choose one of {", ".join(separator.sources)}')
@@ -119,6 +121,8 @@ def validate_options(args: argparse.Namespace):
         raise UserError("--segment must be a positive number of seconds")
     if args.jobs < 0:
         raise UserError("--jobs must be 0 or more")
+    if args.batch_size is not None and args.batch_size < 1:
+        raise UserError("--batch-size must be 1 or more")
     if args.samplerate is not None and not 1000 <= args.samplerate <= 384000:
         raise UserError("--samplerate must be between 1000 and 384000 Hz")
     kind = "flac" if args.flac else "mp3" if args.mp3 else "wav"

@@ -9,13 +9,16 @@ from __future__ import annotations
 from collections import deque
 from concurrent.futures import Executor, Future
 from dataclasses import dataclass
-from typing import Callable, Iterator, Optional
+from typing import Callable, Iterator, Optional, TypeVar
 
 import torch
 
 from .chunking import (DelayedSource, InputLength, SegmentPlan, SignalSource, center_trim,
                        model_input_length, read_with_context)
 from .overlap_add import OverlapAdd, transition_weights
+
+T = TypeVar("T")
+R = TypeVar("R")
 
 SegmentCallback = Callable[[int], None]
 """Called with the number of signal samples a segment covered, after it is computed."""
@@ -33,10 +36,12 @@ class PassSettings:
     overlap: float = 0.25
     segment: Optional[float] = None
     transition_power: float = 1.0
+    batch_size: int = 1
+    """Segments stacked into one forward (fills a GPU; the output does not change)."""
 
 
 ModelRunner = Callable[[torch.nn.Module, torch.Tensor], torch.Tensor]
-"""``runner(model, inputs (C, L)) -> (S, C, L')``: where and how a model is applied (see
+"""``runner(model, inputs (B, C, L)) -> (B, S, C, L')``: where and how a model is applied (see
 :class:`stemforge.inference.device.DeviceRunner`)."""
 
 
@@ -54,8 +59,9 @@ def run_pass(model: torch.nn.Module, source: SignalSource, settings: PassSetting
              pool: Optional[Executor] = None, lookahead: int = 0) -> Iterator[torch.Tensor]:
     """Separate ``source`` with ``model``; yields consecutive ``(S, C, n)`` blocks covering it.
 
-    With a thread ``pool``, up to ``lookahead`` segments beyond the current one are computed in
-    parallel; results are still accumulated in order, so the output does not change.
+    Segments go to the model ``settings.batch_size`` at a time. With a thread ``pool``, up to
+    ``lookahead`` batches beyond the current one are computed in parallel; results are still
+    accumulated in order, so the output does not change.
     """
     plan = plan_for(model, source.length, settings)
     input_length: InputLength = model_input_length(model, settings.segment)
@@ -66,23 +72,41 @@ def run_pass(model: torch.nn.Module, source: SignalSource, settings: PassSetting
     accumulator = OverlapAdd(plan.length, weight)
     offsets = list(plan.offsets())
 
-    def separate_segment(offset: int) -> torch.Tensor:
-        chunk_length = plan.chunk_length(offset)
-        inputs = read_with_context(source, offset, chunk_length, input_length(chunk_length))
-        return center_trim(runner(model, inputs), chunk_length)
+    def separate_batch(batch: list[int]) -> list[torch.Tensor]:
+        chunks = [plan.chunk_length(offset) for offset in batch]
+        inputs = [read_with_context(source, offset, chunk, input_length(chunk)) for offset, chunk in zip(batch, chunks)]
+        outputs: list[torch.Tensor] = []
+        for group in _runs_of_equal_length(inputs):
+            outputs.extend(runner(model, torch.stack(group)))
+        return [center_trim(output, chunk) for output, chunk in zip(outputs, chunks)]
 
-    for index, outputs in enumerate(_in_order(separate_segment, offsets, pool, lookahead)):
-        accumulator.add(offsets[index], outputs)
-        if on_segment is not None:
-            on_segment(outputs.shape[-1])
-        finished_upto = offsets[index + 1] if index + 1 < len(offsets) else plan.length
-        block = accumulator.pop(finished_upto)
-        if block.shape[-1]:
-            yield block
+    batches = [offsets[i:i + max(settings.batch_size, 1)] for i in range(0, len(offsets), max(settings.batch_size, 1))]
+    index = 0
+    for outputs in _in_order(separate_batch, batches, pool, lookahead):
+        for output in outputs:
+            accumulator.add(offsets[index], output)
+            if on_segment is not None:
+                on_segment(output.shape[-1])
+            index += 1
+            finished_upto = offsets[index] if index < len(offsets) else plan.length
+            block = accumulator.pop(finished_upto)
+            if block.shape[-1]:
+                yield block
 
 
-def _in_order(function: Callable[[int], torch.Tensor], items: list[int], pool: Optional[Executor],
-              lookahead: int) -> Iterator[torch.Tensor]:
+def _runs_of_equal_length(inputs: list[torch.Tensor]) -> list[list[torch.Tensor]]:
+    """Consecutive inputs of the same length, grouped so each group can be stacked."""
+    runs: list[list[torch.Tensor]] = []
+    for tensor in inputs:
+        if runs and runs[-1][-1].shape == tensor.shape:
+            runs[-1].append(tensor)
+        else:
+            runs.append([tensor])
+    return runs
+
+
+def _in_order(function: Callable[[T], R], items: list[T], pool: Optional[Executor],
+              lookahead: int) -> Iterator[R]:
     """``function(item)`` for each item, in order; computed ahead on ``pool`` when given."""
     if pool is None or lookahead <= 0:
         for item in items:

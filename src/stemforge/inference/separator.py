@@ -24,6 +24,8 @@ from .ensemble import plan_passes, weighted_merge
 
 logger = logging.getLogger(__name__)
 
+DEFAULT_GPU_BATCH = 4
+
 ProgressCallback = Callable[[float, float], None]
 """``progress(done_seconds, total_seconds)`` of audio processed, summed over all passes."""
 
@@ -68,14 +70,16 @@ class Separator:
     repeatable. ``segment``: seconds per segment (default: the model's). ``split=False``: whole track
     at once. ``progress``: callback for separation progress; ``download_progress``: show a bar
     on stderr when a model is downloaded. ``jobs``: segments computed in parallel (threads; on CPU
-    give each fewer torch threads, e.g. ``torch.set_num_threads(cores // jobs)``).
+    give each fewer torch threads, e.g. ``torch.set_num_threads(cores // jobs)``). ``batch_size``:
+    segments per forward (default: 1 on CPU, ``DEFAULT_GPU_BATCH`` on CUDA; halved automatically
+    on out-of-memory).
     """
 
     def __init__(self, model: Union[str, Path, nn.Module] = "htdemucs", repo: Optional[Union[str, Path]] = None,
                  device: Optional[str] = None, shifts: int = 1, overlap: float = 0.25, split: bool = True,
                  segment: Optional[float] = None, seed: Optional[int] = None,
                  progress: Optional[ProgressCallback] = None, download_progress: bool = True,
-                 jobs: int = 0):
+                 jobs: int = 0, batch_size: Optional[int] = None):
         from ..pretrained.resolve import load_model
 
         if shifts < 0:
@@ -93,7 +97,11 @@ class Separator:
         self.model.to(self.device).eval()
         self.runner = DeviceRunner(self.device)
         self.shifts = shifts
-        self.settings = PassSettings(split=split, overlap=overlap, segment=segment)
+        if batch_size is None:
+            batch_size = DEFAULT_GPU_BATCH if self.device.type == "cuda" else 1
+        if batch_size < 1:
+            raise ValueError("batch_size must be >= 1")
+        self.settings = PassSettings(split=split, overlap=overlap, segment=segment, batch_size=batch_size)
         self.rng = random.Random(seed)
         self.progress = progress
         if jobs < 0:
