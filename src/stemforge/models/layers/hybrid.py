@@ -14,6 +14,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from stemforge.models.layers.conv_blocks import DConv
+from stemforge.models.layers.fastops import apply_by_row_blocks, conv_transpose
 
 
 def pad1d(x: torch.Tensor, paddings: tuple[int, int], mode: str = "constant",
@@ -69,11 +70,9 @@ def _norm_factory(norm: bool, groups: int):
 
 
 def _dconv_over_freqs(dconv: nn.Module, y: torch.Tensor) -> torch.Tensor:
-    """Apply a time DConv independently on every frequency row of ``y: (B, C, F, T)``."""
-    batch, channels, freqs, frames = y.shape
-    flat = y.permute(0, 2, 1, 3).reshape(batch * freqs, channels, frames)
-    out = dconv(flat)
-    return out.view(batch, freqs, channels, frames).permute(0, 2, 1, 3)
+    """Apply a time DConv independently on every frequency row of ``y: (B, C, F, T)``
+    (block by block, see :func:`apply_by_row_blocks`)."""
+    return apply_by_row_blocks(dconv, y)
 
 
 class HEncLayer(nn.Module):
@@ -207,7 +206,7 @@ class HDecLayer(nn.Module):
             y = x
         else:
             y = self._body(x, skip)
-        z = self.norm2(self.conv_tr(y))
+        z = self.norm2(conv_transpose(self.conv_tr, y))
         if self.freq:
             if self.pad:
                 z = z[..., self.pad:-self.pad, :]

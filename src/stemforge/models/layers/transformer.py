@@ -134,6 +134,10 @@ class TokenGroupNorm(nn.GroupNorm):
     batch item over all of ``T`` and ``C``."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.num_groups == 1 and x.dim() == 3:
+            # one group: normalise each item over (T, C) in place of layout, no transposed copies
+            y = F.layer_norm(x, x.shape[1:], eps=self.eps)
+            return torch.addcmul(self.bias, y, self.weight) if self.affine else y
         return super().forward(x.transpose(1, 2)).transpose(1, 2)
 
 
@@ -141,6 +145,36 @@ def _make_norm(group_norm: int | bool, dim: int, eps: float) -> nn.Module:
     if group_norm:
         return TokenGroupNorm(int(group_norm), dim, eps=eps)
     return nn.LayerNorm(dim, eps=eps)
+
+
+def _split_heads(x: torch.Tensor, heads: int) -> torch.Tensor:
+    """``(B, T, H * D) -> (B, H, T, D)`` (a view)."""
+    b, t, c = x.shape
+    return x.view(b, t, heads, c // heads).transpose(1, 2)
+
+
+def multihead_attention(attn: nn.MultiheadAttention, query: torch.Tensor,
+                        key: torch.Tensor) -> torch.Tensor:
+    """What ``attn(query, key, key, need_weights=False)[0]`` computes (batch first, no masks).
+
+    The projections use ``attn``'s parameters directly and the attention itself runs through
+    :func:`F.scaled_dot_product_attention` (fused kernels: no ``(T, S)`` weight matrix is kept
+    per head), in one projection GEMM when ``query is key``.
+    ``query: (B, T, C)``, ``key: (B, S, C)`` -> ``(B, T, C)``.
+    """
+    heads, dim = attn.num_heads, attn.embed_dim
+    weight, bias = attn.in_proj_weight, attn.in_proj_bias
+    if query is key:
+        q, k, v = F.linear(query, weight, bias).chunk(3, dim=-1)
+    else:
+        q = F.linear(query, weight[:dim], None if bias is None else bias[:dim])
+        k, v = F.linear(key, weight[dim:], None if bias is None else bias[dim:]).chunk(2, dim=-1)
+    dropout = attn.dropout if attn.training else 0.0
+    out = F.scaled_dot_product_attention(_split_heads(q, heads), _split_heads(k, heads),
+                                         _split_heads(v, heads), dropout_p=dropout)
+    batch, _, length, _ = out.shape
+    out = out.transpose(1, 2).reshape(batch, length, dim)
+    return F.linear(out, attn.out_proj.weight, attn.out_proj.bias)
 
 
 def _resolve_activation(activation: str | Activation) -> Activation:
@@ -190,6 +224,13 @@ class _TransformerLayerBase(nn.Module):
         self.dropout2 = nn.Dropout(dropout)
         self.activation = _resolve_activation(activation)
 
+    @staticmethod
+    def _residual(x: torch.Tensor, scale: nn.Module, branch: torch.Tensor) -> torch.Tensor:
+        """``x + scale(branch)``, fused into one pass when ``scale`` is a LayerScale."""
+        if isinstance(scale, LayerScale):
+            return torch.addcmul(x, scale.scale, branch)
+        return x + scale(branch)
+
     def _feedforward(self, x: torch.Tensor) -> torch.Tensor:
         """``x: (B, T, C)`` -> ``(B, T, C)``."""
         hidden = self.dropout(self.activation(self.linear1(x)))
@@ -222,18 +263,16 @@ class SelfAttentionLayer(_TransformerLayerBase):
                          activation)
 
     def _attend(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.self_attn(x, x, x, attn_mask=None, key_padding_mask=None,
-                             need_weights=False, is_causal=False)[0]
-        return self.dropout1(out)
+        return self.dropout1(multihead_attention(self.self_attn, x, x))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``x: (B, T, C)`` -> ``(B, T, C)``."""
         if self.norm_first:
-            x = x + self.gamma_1(self._attend(self.norm1(x)))
-            x = x + self.gamma_2(self._feedforward(self.norm2(x)))
+            x = self._residual(x, self.gamma_1, self._attend(self.norm1(x)))
+            x = self._residual(x, self.gamma_2, self._feedforward(self.norm2(x)))
             return self._finish(x)
-        x = self.norm1(x + self.gamma_1(self._attend(x)))
-        return self.norm2(x + self.gamma_2(self._feedforward(x)))
+        x = self.norm1(self._residual(x, self.gamma_1, self._attend(x)))
+        return self.norm2(self._residual(x, self.gamma_2, self._feedforward(x)))
 
 
 class CrossAttentionLayer(_TransformerLayerBase):
@@ -260,17 +299,16 @@ class CrossAttentionLayer(_TransformerLayerBase):
                          activation)
 
     def _attend(self, q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
-        out = self.cross_attn(q, k, k, attn_mask=None, need_weights=False)[0]
-        return self.dropout1(out)
+        return self.dropout1(multihead_attention(self.cross_attn, q, k))
 
     def forward(self, q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
         """``q: (B, T, C)``, ``k: (B, S, C)`` -> ``(B, T, C)``."""
         if self.norm_first:
-            x = q + self.gamma_1(self._attend(self.norm1(q), self.norm2(k)))
-            x = x + self.gamma_2(self._feedforward(self.norm3(x)))
+            x = self._residual(q, self.gamma_1, self._attend(self.norm1(q), self.norm2(k)))
+            x = self._residual(x, self.gamma_2, self._feedforward(self.norm3(x)))
             return self._finish(x)
-        x = self.norm1(q + self.gamma_1(self._attend(q, k)))
-        return self.norm2(x + self.gamma_2(self._feedforward(x)))
+        x = self.norm1(self._residual(q, self.gamma_1, self._attend(q, k)))
+        return self.norm2(self._residual(x, self.gamma_2, self._feedforward(x)))
 
 
 # --------------------------------------------------------------------------------------------
@@ -381,13 +419,13 @@ class CrossTransformerEncoder(nn.Module):
         Returns both streams with unchanged shapes.
         """
         _, channels, freqs, frames = x.shape
-        pos_2d = _flatten_spectral(sin_embedding_2d(channels, freqs, frames, x.device,
-                                                    self.max_period))
-        x = self.norm_in(_flatten_spectral(x)) + self.weight_pos_embed * pos_2d
+        pos_2d = self._cached(("2d", channels, freqs, frames, x.device), lambda: _flatten_spectral(
+            sin_embedding_2d(channels, freqs, frames, x.device, self.max_period)))
+        x = self._add_position(self.norm_in(_flatten_spectral(x)), pos_2d)
 
         batch, _, length = xt.shape
         pos_1d = self._time_embedding(length, batch, channels, x.device).transpose(0, 1)
-        xt = self.norm_in_t(xt.transpose(1, 2)) + self.weight_pos_embed * pos_1d
+        xt = self._add_position(self.norm_in_t(xt.transpose(1, 2)), pos_1d)
 
         for idx in range(self.num_layers):
             if self._is_self_layer(idx):
@@ -397,14 +435,33 @@ class CrossTransformerEncoder(nn.Module):
 
         return _unflatten_spectral(x, freqs), xt.transpose(1, 2)
 
+    def _add_position(self, tokens: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
+        """``tokens + weight_pos_embed * pos`` (one fused pass)."""
+        pos = pos.to(tokens.dtype)
+        if self.weight_pos_embed == 1:
+            return tokens + pos
+        return torch.add(tokens, pos, alpha=self.weight_pos_embed)
+
+    def _cached(self, key: tuple, make: Callable[[], torch.Tensor]) -> torch.Tensor:
+        """Deterministic positional embeddings, computed once per shape and device (in eval
+        mode; they are not parameters, and the cache is not part of the state)."""
+        if self.training:
+            return make()
+        cache = self.__dict__.setdefault("_embedding_cache", {})
+        if key not in cache:
+            if len(cache) >= 8:
+                cache.clear()
+            cache[key] = make()
+        return cache[key]
+
     def _time_embedding(self, length: int, batch: int, dim: int,
                         device: torch.device) -> torch.Tensor:
         """Positional embedding of the waveform tokens: ``(length, B or 1, dim)``."""
         if self.emb == "sin":
             # Like the reference, draw the shift from Python's `random` (in eval mode too).
             shift = random.randrange(self.sin_random_shift + 1)
-            return sin_embedding(length, dim, shift=shift, device=device,
-                                 max_period=self.max_period)
+            return self._cached(("1d", length, dim, shift, device), lambda: sin_embedding(
+                length, dim, shift=shift, device=device, max_period=self.max_period))
         if self.emb == "cape":
             augment = self.training and self.cape_augment
             glob, loc, scale = self.cape_glob_loc_scale
