@@ -11,6 +11,15 @@ import torch
 from tests.reference import official_package, save_official
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _one_torch_thread():
+    """Tiny models run fastest on one intra-op thread (and results do not depend on it)."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
 @pytest.fixture(autouse=True)
 def _seed_everything():
     random.seed(0)

@@ -187,3 +187,15 @@ def test_parallel_jobs_give_the_same_stems(tmp_path, tiny_repo):
     for stem, path in stem_files(tmp_path, "song").items():
         # Same segments and weights; only the torch thread count (float summation order) differs.
         assert np.abs(read_audio(path)[0] - single[stem]).max() <= 1e-6
+
+
+def test_fast_mode_stays_close_to_exact(tmp_path, tiny_repo):
+    track = make_input(tmp_path, "song.wav", seconds=3.0)
+    assert separate(tmp_path, tiny_repo, "--float32", "--clip-mode", "none", str(track)) == 0
+    exact = {k: read_audio(p)[0] for k, p in stem_files(tmp_path, "song").items()}
+    assert separate(tmp_path, tiny_repo, "--float32", "--clip-mode", "none", "--fast", "bf16-transformer",
+                    str(track)) == 0
+    for stem, path in stem_files(tmp_path, "song").items():
+        fast = read_audio(path)[0]
+        sdr = 10 * np.log10((exact[stem] ** 2).sum() / max(((exact[stem] - fast) ** 2).sum(), 1e-20))
+        assert sdr >= 30, (stem, sdr)

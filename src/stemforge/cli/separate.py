@@ -37,6 +37,9 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     split.add_argument("--segment", type=float, default=None, help="segment length in seconds")
     cut.add_argument("-j", "--jobs", type=int, default=0,
                      help="segments computed in parallel (default 0: one at a time)")
+    cut.add_argument("--fast", choices=["exact", "bf16-transformer", "bf16", "int8"], default="exact",
+                     help="approximate faster modes (default exact = Demucs' output); bf16-transformer "
+                          "is the closest to exact")
     cut.add_argument("--batch-size", type=int, default=None,
                      help="segments per forward pass (default: 1 on CPU, 4 on CUDA; halved on out-of-memory)")
     out = parser.add_argument_group("output")
@@ -88,7 +91,7 @@ def separate_all(args: argparse.Namespace, tracks: list[Path], input_failures: i
 
     separator = Separator(model=args.name, repo=args.repo, device=args.device, shifts=args.shifts,
                           overlap=args.overlap, split=args.split, segment=args.segment, seed=args.seed,
-                          download_progress=not args.quiet, jobs=args.jobs, batch_size=args.batch_size)
+                          download_progress=not args.quiet, jobs=args.jobs, batch_size=args.batch_size, fast=args.fast)
     if args.stem is not None and args.stem not in separator.sources:
         raise UserError(f'--two-stems: stem "{args.stem}" is not in this model; '
                         f'choose one of {", ".join(separator.sources)}')

@@ -72,14 +72,15 @@ class Separator:
     on stderr when a model is downloaded. ``jobs``: segments computed in parallel (threads; on CPU
     give each fewer torch threads, e.g. ``torch.set_num_threads(cores // jobs)``). ``batch_size``:
     segments per forward (default: 1 on CPU, ``DEFAULT_GPU_BATCH`` on CUDA; halved automatically
-    on out-of-memory).
+    on out-of-memory). ``fast``: ``exact`` (default), or an approximate faster mode
+    (``bf16-transformer``, ``bf16``, ``int8``; see :mod:`stemforge.models.fast`).
     """
 
     def __init__(self, model: Union[str, Path, nn.Module] = "htdemucs", repo: Optional[Union[str, Path]] = None,
                  device: Optional[str] = None, shifts: int = 1, overlap: float = 0.25, split: bool = True,
                  segment: Optional[float] = None, seed: Optional[int] = None,
                  progress: Optional[ProgressCallback] = None, download_progress: bool = True,
-                 jobs: int = 0, batch_size: Optional[int] = None):
+                 jobs: int = 0, batch_size: Optional[int] = None, fast: str = "exact"):
         from ..pretrained.resolve import load_model
 
         if shifts < 0:
@@ -95,6 +96,7 @@ class Separator:
                              f"({float(max_segment):.2f} s); got --segment {segment}")
         self.device = torch.device(device or default_device())
         self.model.to(self.device).eval()
+        self.model = with_fast_mode(self.model, fast)
         self.runner = DeviceRunner(self.device)
         self.shifts = shifts
         if batch_size is None:
@@ -175,6 +177,18 @@ class Separator:
             callback(min(done, total) / passes / rate, total / passes / rate)
 
         return on_segment
+
+
+def with_fast_mode(model: nn.Module, fast: str) -> nn.Module:
+    """``model`` (or each member of a bag) wrapped for the ``fast`` mode; ``exact`` changes nothing."""
+    from ..models.fast import make_fast
+
+    members = getattr(model, "models", None)
+    if members is None:
+        return make_fast(model, fast)
+    for index, member in enumerate(members):
+        members[index] = make_fast(member, fast)
+    return model
 
 
 def default_device() -> str:

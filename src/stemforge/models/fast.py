@@ -106,5 +106,9 @@ def make_fast(model: nn.Module, mode: str) -> nn.Module:
     if mode == "int8":
         return FastModel(_quantise_int8(model).eval(), mode)
     if mode == "bf16-transformer":
+        if getattr(model, "crosstransformer", None) is None:
+            logger.info("%s has no cross transformer: --fast bf16-transformer leaves it exact",
+                        type(model).__name__)
+            return model
         return FastModel(_with_bf16_transformer(model), mode)
     return FastModel(model, mode)
