@@ -19,6 +19,7 @@ logger = logging.getLogger("stemforge")
 
 def build_parser() -> argparse.ArgumentParser:
     from . import convert, evaluate, models, separate, synth
+    from . import train as train_commands
 
     parser = argparse.ArgumentParser(
         prog="stemforge", description="Separate music into stems (drums, bass, other, vocals).")
@@ -29,6 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     models.add_parser(commands)
     evaluate.add_parser(commands)
     synth.add_parser(commands)
+    train_commands.add_parser(commands)
     return parser
 
 

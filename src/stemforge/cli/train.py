@@ -4,12 +4,15 @@
     stemforge export RUN model.safetensors
 
 Multi-process: ``torchrun --nproc_per_node N -m stemforge.cli.main train ...``.
+Standalone (before/without ``stemforge.cli.main``): ``python -m stemforge.cli.train train ...``.
 """
 from __future__ import annotations
 
 import argparse
 import logging
+import sys
 from pathlib import Path
+from typing import Optional, Sequence
 
 logger = logging.getLogger("stemforge.train")
 
@@ -78,3 +81,19 @@ def run_export(args: argparse.Namespace) -> int:
     path = export_run(args.run_dir, args.output, weights=args.weights, licence=args.licence)
     logger.info("wrote %s", path)
     return 0
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """``python -m stemforge.cli.train train|export ...``: these two subcommands on their own
+    (what ``stemforge train|export`` runs once registered in :mod:`stemforge.cli.main`)."""
+    from .main import configure_logging, run_guarded
+
+    parser = argparse.ArgumentParser(prog="stemforge")
+    add_parser(parser.add_subparsers(dest="command", metavar="COMMAND", required=True))
+    args = parser.parse_args(argv)
+    configure_logging(args.verbose, args.quiet)
+    return run_guarded(args.handler, args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
