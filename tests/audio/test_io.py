@@ -80,3 +80,13 @@ def test_normalisation_and_clipping():
     assert prevent_clip(loud, "rescale").abs().max().item() == pytest.approx(1 / 1.01)
     assert prevent_clip(loud, "clamp").tolist() == [[pytest.approx(0.99), -0.5]]
     assert torch.equal(prevent_clip(loud, "none"), loud)
+
+
+def test_written_files_get_normal_permissions(tmp_path):
+    from stemforge.atomic import new_file_mode
+
+    path = write_audio(tmp_path / "stem.wav", make_music(0.1), 44100, OutputFormat("wav"))
+    assert path.stat().st_mode & 0o777 == new_file_mode()
+    with atomic_path(tmp_path / "x.json") as tmp:
+        tmp.write_text("{}")
+    assert (tmp_path / "x.json").stat().st_mode & 0o777 == new_file_mode()

@@ -42,7 +42,7 @@ def _max_diff(ref: torch.nn.Module, ours: torch.nn.Module, mix: torch.Tensor) ->
 def test_official_size_parity_through_file(tmp_path: Path, model_name: str) -> None:
     channels = V2_OFFICIAL[model_name][1]
     ref = Demucs2(sources=V2_SOURCES, channels=channels)
-    path = _save_like_official(ref.state_dict(), tmp_path, model_name)
+    _save_like_official(ref.state_dict(), tmp_path, model_name)
 
     # Loaded by model name from a local repo, through the safe reader (checksum in the name verified).
     ours = load_from_repo(model_name, tmp_path)

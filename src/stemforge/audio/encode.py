@@ -6,12 +6,12 @@ place on :meth:`Encoder.commit`; :meth:`Encoder.abort` (or an exception inside `
 from __future__ import annotations
 
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from ..atomic import temp_file_beside
 from .io import AudioError
 
 FORMATS = ("wav", "flac", "mp3")
@@ -76,10 +76,7 @@ class Encoder:
         self.samplerate = samplerate
         self.channels = channels
         self.fmt = fmt
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, name = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".part", dir=self.path.parent)
-        os.close(fd)
-        self.tmp = Path(name)
+        self.tmp = temp_file_beside(self.path)
         try:
             self._open()
         except BaseException:

@@ -6,12 +6,12 @@ whole-file helpers and the atomic-write mechanism.
 from __future__ import annotations
 
 import os
-import tempfile
-from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+from ..atomic import atomic_path  # noqa: F401 - re-exported: the shared atomic-write helper
 
 if TYPE_CHECKING:
     from .encode import OutputFormat
@@ -35,21 +35,6 @@ def write_audio(path: str | os.PathLike, wav: np.ndarray, samplerate: int, fmt: 
     with open_encoder(Path(path), samplerate, wav.shape[0], fmt) as encoder:
         encoder.write(wav)
     return Path(path)
-
-
-@contextmanager
-def atomic_path(path: Path) -> Iterator[Path]:
-    """Yield a temp path beside ``path``; on success rename it into place, on error remove it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
-        yield tmp
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def check_input_file(path: str | os.PathLike) -> Path:

@@ -10,8 +10,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
-import tempfile
 from pathlib import Path
 
 logger = logging.getLogger("stemforge.eval")
@@ -108,13 +106,8 @@ def make_separator(args: argparse.Namespace):
 
 def write_json(path: Path, payload: dict) -> None:
     """Write ``payload`` atomically (temporary file in the same folder, then rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w") as stream:
-            json.dump(payload, stream, indent=2, allow_nan=False)
-            stream.write("\n")
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    from ..atomic import atomic_path
+
+    with atomic_path(path) as temporary, open(temporary, "w") as stream:
+        json.dump(payload, stream, indent=2, allow_nan=False)
+        stream.write("\n")

@@ -27,7 +27,6 @@ import logging
 import os
 import pickle
 import struct
-import tempfile
 import zipfile
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -38,6 +37,8 @@ from typing import Any, BinaryIO, Callable, Mapping
 import numpy as np
 import torch
 from torch import nn
+
+from ..atomic import atomic_path
 
 from stemforge.models.registry import (
     OFFICIAL_CLASSES,
@@ -622,27 +623,28 @@ def load_official(path: PathLike) -> nn.Module:
 # stemforge format (safetensors)
 
 
-def _encode_config(value: Any, where: str = "config") -> Any:
+def encode_config(value: Any, where: str = "config") -> Any:
     """JSON-able copy of ``value``; ``Fraction`` becomes ``{"__fraction__": [num, den]}``."""
     if isinstance(value, Fraction):
         return {"__fraction__": [value.numerator, value.denominator]}
     if value is None or isinstance(value, (bool, int, float, str)):
         return value
     if isinstance(value, (list, tuple)):
-        return [_encode_config(v, f"{where}[{i}]") for i, v in enumerate(value)]
+        return [encode_config(v, f"{where}[{i}]") for i, v in enumerate(value)]
     if isinstance(value, Mapping) and all(isinstance(k, str) for k in value):
-        return {k: _encode_config(v, f"{where}.{k}") for k, v in value.items()}
+        return {k: encode_config(v, f"{where}.{k}") for k, v in value.items()}
     raise TypeError(f"{where}: cannot store a {type(value).__name__} in a stemforge checkpoint")
 
 
-def _decode_config(value: Any) -> Any:
+def decode_config(value: Any) -> Any:
+    """Inverse of :func:`encode_config`: ``{"__fraction__": [num, den]}`` back to ``Fraction``."""
     if isinstance(value, dict):
         if set(value) == {"__fraction__"}:
             num, den = value["__fraction__"]
             return Fraction(int(num), int(den))
-        return {k: _decode_config(v) for k, v in value.items()}
+        return {k: decode_config(v) for k, v in value.items()}
     if isinstance(value, list):
-        return [_decode_config(v) for v in value]
+        return [decode_config(v) for v in value]
     return value
 
 
@@ -673,12 +675,12 @@ def stemforge_header(model: nn.Module, meta: Mapping[str, Any] | None = None) ->
     return {
         "format_version": FORMAT_VERSION,
         "arch": _model_arch(model),
-        "config": _encode_config(dict(getattr(model, "config"))),
+        "config": encode_config(dict(getattr(model, "config"))),
         "sources": list(model.sources),
         "samplerate": int(model.samplerate),
         "audio_channels": int(model.audio_channels),
-        "segment": _encode_config(getattr(model, "segment", None), "segment"),
-        "meta": _encode_config(dict(meta or {}), "meta"),
+        "segment": encode_config(getattr(model, "segment", None), "segment"),
+        "meta": encode_config(dict(meta or {}), "meta"),
     }
 
 
@@ -693,14 +695,8 @@ def save_stemforge(model: nn.Module, path: PathLike, meta: Mapping[str, Any] | N
     path = Path(path)
     header = stemforge_header(model, meta)
     tensors = _plain_tensors(model)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        save_file(tensors, tmp, metadata={METADATA_KEY: json.dumps(header)})
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata={METADATA_KEY: json.dumps(header)})
     return path
 
 
@@ -718,7 +714,7 @@ def read_stemforge(path: PathLike) -> tuple[dict[str, Any], dict[str, torch.Tens
     if METADATA_KEY not in metadata:
         raise CheckpointError(f"{path}: safetensors file without a stemforge header")
     try:
-        header = _decode_config(json.loads(metadata[METADATA_KEY]))
+        header = decode_config(json.loads(metadata[METADATA_KEY]))
     except (json.JSONDecodeError, TypeError, ValueError) as exc:
         raise CheckpointError(f"{path}: corrupt stemforge header ({exc})") from None
     version = header.get("format_version") if isinstance(header, dict) else None

@@ -23,14 +23,11 @@ from __future__ import annotations
 import copy
 import json
 import logging
-import os
 import random
 import signal
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
-from fractions import Fraction
 from pathlib import Path
 from typing import Any, Iterator, Optional, Union
 
@@ -39,6 +36,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
+from ..atomic import atomic_path
 from ..data.augment import Repitch, build_augment
 from ..data.datasets import (DatasetError, StemSegments, Track, find_tracks, load_mixture,
                              load_stems, read_track)
@@ -59,17 +57,6 @@ CHECKPOINT_FORMAT = "stemforge-train/1"
 # Model construction
 
 
-def _decode_fractions(value: Any) -> Any:
-    if isinstance(value, dict):
-        if set(value) == {"__fraction__"}:
-            num, den = value["__fraction__"]
-            return Fraction(int(num), int(den))
-        return {k: _decode_fractions(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_decode_fractions(v) for v in value]
-    return value
-
-
 def model_header(model: nn.Module) -> str:
     """JSON description (arch + constructor config) to rebuild ``model`` from."""
     from ..pretrained.checkpoint import stemforge_header
@@ -79,8 +66,9 @@ def model_header(model: nn.Module) -> str:
 
 def model_from_header(header: str) -> nn.Module:
     from ..models.registry import build_model
+    from ..pretrained.checkpoint import decode_config
 
-    values = _decode_fractions(json.loads(header))
+    values = decode_config(json.loads(header))
     return build_model(values["arch"], values["config"])
 
 
@@ -166,25 +154,10 @@ def seed_all(seed: int) -> None:
 # Checkpoint files
 
 
-def _temporary_beside(path: Path) -> tuple[int, str]:
-    """A temporary file next to ``path`` with the permissions a new file would get (not 0600)."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)
-    return fd, tmp
-
-
 def atomic_torch_save(obj: Any, path: Path) -> None:
     """``torch.save`` to a temporary file in the same folder, then rename over ``path``."""
-    fd, tmp = _temporary_beside(path)
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         torch.save(obj, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def read_checkpoint(path: Path) -> dict[str, Any]:
@@ -196,10 +169,8 @@ def read_checkpoint(path: Path) -> dict[str, Any]:
 
 
 def atomic_write_text(path: Path, text: str) -> None:
-    fd, tmp = _temporary_beside(path)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(text)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -13,7 +13,6 @@ from __future__ import annotations
 from typing import Callable
 
 import torch
-from torch.nn import functional as F
 
 # Rows are processed in blocks of about this many float32 elements (1 MiB): the intermediate
 # tensors of a DConv block (up to twice the channels) then stay in the L2 cache.
