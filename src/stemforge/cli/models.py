@@ -30,11 +30,24 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
         for card in cards:
             out.write(card_details(card) + "\n\n")
     else:
-        out.write(format_table(model_rows(cards)) + "\n")
+        out.write(format_table(model_rows(cards) + builtin_rows()) + "\n")
     out.write(f"\ncache: {models_dir()}\n")
     if args.repo is not None:
         out.write(f"\nmodels in {args.repo}:\n{format_table(repo_rows(args.repo))}\n")
     return 0
+
+
+def builtin_rows() -> list[list[str]]:
+    """Rows for the models shipped inside the package (always available offline)."""
+    from ..pretrained.builtin import BUILTIN_MODELS, builtin_path
+
+    rows = []
+    for model in BUILTIN_MODELS.values():
+        path = builtin_path(model.name)
+        if path is not None:
+            rows.append([model.name, "drums,bass,other,vocals", _size(path.stat().st_size / 1e6), "built-in",
+                         "MIT (stemforge's own)"])
+    return rows
 
 
 def model_rows(cards: Sequence) -> list[list[str]]:

@@ -24,6 +24,7 @@ def load_model(name_or_path: Union[str, Path], repo: Optional[Union[str, Path]] 
     downloaded on first use into the cache (see :mod:`stemforge.pretrained.hub`; ``progress``
     shows a bar on stderr) and loaded from there.
     """
+    from .builtin import builtin_path
     from .repo import load_from_repo, load_model_path
 
     if repo is not None:
@@ -35,6 +36,9 @@ def load_model(name_or_path: Union[str, Path], repo: Optional[Union[str, Path]] 
     if path.suffix in MODEL_SUFFIXES and path.exists():
         return load_model_path(path)
     name = str(name_or_path)
+    packaged = builtin_path(name)
+    if packaged is not None:
+        return load_model_path(packaged)
     if name in card_table(cards):
         return _load_named(name, cards, progress)
     if path.suffix in MODEL_SUFFIXES:
