@@ -16,7 +16,7 @@ from torch.nn import functional as F
 
 from stemforge.models.layers.conv_blocks import BLSTM, DConv, rescale_module
 from stemforge.models.layers.resample import downsample2, upsample2
-from stemforge.models.layers.utils import center_trim
+from stemforge.models.layers.utils import center_trim, unet_pass
 
 
 class Demucs(nn.Module):
@@ -128,14 +128,7 @@ class Demucs(nn.Module):
         if self.resample:
             x = upsample2(x)
 
-        skips = []
-        for encode in self.encoder:
-            x = encode(x)
-            skips.append(x)
-        if self.lstm is not None:
-            x = self.lstm(x)
-        for decode in self.decoder:
-            x = decode(x + center_trim(skips.pop(), x))
+        x = unet_pass(x, self.encoder, self.decoder, self.lstm)
 
         if self.resample:
             x = downsample2(x)

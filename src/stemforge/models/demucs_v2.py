@@ -30,7 +30,7 @@ from torch import nn
 
 from .layers.conv_blocks import BLSTM, rescale_module
 from .layers.resample import downsample2, upsample2
-from .layers.utils import center_trim
+from .layers.utils import unet_pass
 
 # official model name -> (file name under https://dl.fbaipublicfiles.com/demucs/v3.0/, channels)
 V2_OFFICIAL: dict[str, tuple[str, int]] = {
@@ -186,14 +186,7 @@ class DemucsV2(nn.Module):
         x, mean, std = self._standardise(mix)
         if self.resample:
             x = upsample2(x)
-        skips = []
-        for encode in self.encoder:
-            x = encode(x)
-            skips.append(x)
-        if self.lstm is not None:
-            x = self.lstm(x)
-        for decode in self.decoder:
-            x = decode(x + center_trim(skips.pop(), x))
+        x = unet_pass(x, self.encoder, self.decoder, self.lstm)
         if self.resample:
             x = downsample2(x)
         x = x * std + mean

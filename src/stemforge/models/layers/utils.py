@@ -31,3 +31,17 @@ def frame_signal(x: torch.Tensor, width: int, hop: int) -> torch.Tensor:
     needed = (n_frames - 1) * hop + width
     x = F.pad(x, (0, needed - length))
     return x.unfold(-1, width, hop)
+
+
+def unet_pass(x: torch.Tensor, encoder, decoder, middle=None) -> torch.Tensor:
+    """The waveform U-Net walk shared by Demucs v2 and v3: encode keeping skips, optional middle
+    (LSTM), decode adding each skip centre-trimmed to the current length. ``x: (B, C, T)``."""
+    skips = []
+    for encode in encoder:
+        x = encode(x)
+        skips.append(x)
+    if middle is not None:
+        x = middle(x)
+    for decode in decoder:
+        x = decode(x + center_trim(skips.pop(), x))
+    return x
