@@ -21,6 +21,7 @@ ARCHITECTURES: dict[str, str] = {
     "HDemucs": "hdemucs:HDemucs",
     "Demucs": "demucs:Demucs",
     "DemucsV2": "demucs_v2:DemucsV2",
+    "TFMaskUNet": "tfmask:TFMaskUNet",
 }
 
 # fully qualified class names found in official checkpoints -> our arch name
