@@ -6,15 +6,18 @@ a test/benchmark-only dependency) in the same run on the same machine, and write
 """
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import json
+import logging
 import os
 import platform
 import statistics
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -238,3 +241,33 @@ def write_results(name: str, payload: dict[str, Any], markdown: str,
               f"load average at start {info['load_average_at_start']}.\n")
     md_path.write_text(markdown.rstrip() + footer)
     return json_path, md_path
+
+
+def publish(name: str, payload: dict[str, Any], markdown: str, *,
+            show: bool = True) -> dict[str, Any]:
+    """The end of a benchmark report: print ``markdown`` (if ``show``), write the result files
+    (:func:`write_results`) and return ``payload``."""
+    if show:
+        print(markdown)
+    write_results(name, payload, markdown)
+    return payload
+
+
+# ------------------------------------------------------------------------------------------------
+# Running
+# ------------------------------------------------------------------------------------------------
+
+@contextlib.contextmanager
+def work_directory(keep: Path | None, prefix: str) -> Iterator[Path]:
+    """The folder for a run's files: ``keep`` (created if needed, left in place) or else a
+    temporary folder named ``prefix...``, deleted afterwards."""
+    with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
+        work = keep or Path(tmp)
+        work.mkdir(parents=True, exist_ok=True)
+        yield work
+
+
+def run_script(main: Callable[[], object]) -> None:
+    """Run a benchmark script's ``main()`` with progress messages (INFO logs) on stderr."""
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    main()

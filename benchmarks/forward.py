@@ -15,7 +15,8 @@ from typing import Callable
 
 import torch
 
-from common import machine_info, markdown_table, median, small_htdemucs_kwargs, write_results
+from common import (machine_info, markdown_table, median, publish, run_script,
+                    small_htdemucs_kwargs)
 
 logger = logging.getLogger("benchmarks.forward")
 
@@ -118,11 +119,8 @@ def main(argv: list[str] | None = None) -> dict:
     markdown = (f"# Per-forward time, {args.model} HTDemucs config{scales}, one {mix.shape[-1] / 44100:.2f} s "
                 f"segment, {args.threads} thread(s), median of {args.reps} alternating runs "
                 f"(wall and process CPU time)\n\n{table}\n")
-    print(markdown)
-    write_results(args.name, payload, markdown)
-    return payload
+    return publish(args.name, payload, markdown)
 
 
 if __name__ == "__main__":
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    main()
+    run_script(main)

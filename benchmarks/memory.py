@@ -14,11 +14,10 @@ from __future__ import annotations
 import argparse
 import logging
 import shlex
-import tempfile
 from pathlib import Path
 from typing import Callable
 
-from common import make_repo, markdown_table, write_music, write_results
+from common import make_repo, markdown_table, publish, run_script, work_directory, write_music
 from runner import reference_argv, run_measured, stemforge_argv
 
 logger = logging.getLogger("benchmarks.memory")
@@ -81,9 +80,7 @@ def growth(rows: list[dict]) -> list[dict]:
 
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
-    with tempfile.TemporaryDirectory(prefix="stemforge-memory-") as tmp:
-        work = args.workdir or Path(tmp)
-        work.mkdir(parents=True, exist_ok=True)
+    with work_directory(args.workdir, prefix="stemforge-memory-") as work:
         rows = measure(args, work, on_row=lambda rows: report(args, rows))
     return report(args, rows, final=True)
 
@@ -98,12 +95,8 @@ def report(args: argparse.Namespace, rows: list[dict], final: bool = False) -> d
                 f"{markdown_table(rows, ['program', 'minutes', 'peak_rss_mb', 'wall_s', 'rtf'])}\n\n"
                 f"## Growth\n\n"
                 f"{markdown_table(summary, ['program', 'from_min', 'to_min', 'growth_mb', 'mb_per_audio_minute'])}\n")
-    if final:
-        print(markdown)
-    write_results(args.name, payload, markdown)
-    return payload
+    return publish(args.name, payload, markdown, show=final)
 
 
 if __name__ == "__main__":
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    main()
+    run_script(main)

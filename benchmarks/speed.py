@@ -14,11 +14,10 @@ from __future__ import annotations
 import argparse
 import logging
 import shlex
-import tempfile
 from pathlib import Path
 
-from common import (make_repo, markdown_table, max_stem_difference, median, write_music,
-                    write_results)
+from common import (make_repo, markdown_table, max_stem_difference, median, publish, run_script,
+                    work_directory, write_music)
 from runner import reference_argv, run_measured, stemforge_argv
 
 logger = logging.getLogger("benchmarks.speed")
@@ -99,9 +98,7 @@ def summarise(name: str, runs: dict[str, list], seconds: float) -> list[dict]:
 
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
-    with tempfile.TemporaryDirectory(prefix="stemforge-speed-") as tmp:
-        work = args.workdir or Path(tmp)
-        work.mkdir(parents=True, exist_ok=True)
+    with work_directory(args.workdir, prefix="stemforge-speed-") as work:
         repo = work / "repo"
         models = make_repo(repo, args.model, bag=not args.no_bag)
         track = write_music(work / "track.wav", args.seconds, seed=5)
@@ -123,12 +120,8 @@ def report(args: argparse.Namespace, models: dict, rows: list[dict], final: bool
                 f"Speed-ups are reference wall time / program wall time, measured in the same run. "
                 f"max_abs_diff_vs_ref: largest sample difference of the stems vs the reference at "
                 f"its default settings.\n\n{markdown_table(rows, columns)}\n")
-    if final:
-        print(markdown)
-    write_results(args.name, payload, markdown)
-    return payload
+    return publish(args.name, payload, markdown, show=final)
 
 
 if __name__ == "__main__":
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    main()
+    run_script(main)

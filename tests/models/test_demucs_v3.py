@@ -1,8 +1,6 @@
 """Parity of our v3 waveform ``Demucs`` with ``demucs.demucs.Demucs`` (demucs==4.1.0)."""
 from __future__ import annotations
 
-import inspect
-
 import pytest
 import torch
 from demucs.demucs import Demucs as RefDemucs
@@ -10,8 +8,8 @@ from demucs.demucs import Demucs as RefDemucs
 from stemforge.models.base import SeparationModel
 from stemforge.models.demucs import Demucs
 from stemforge.models.registry import build_model
+from tests.models.parity import TOL, assert_same_signature, max_diff, same_seed_pair
 
-TOL = 1e-5
 SOURCES = ["drums", "bass", "other", "vocals"]
 
 CONFIGS = {
@@ -29,26 +27,7 @@ CONFIGS = {
 
 def _pair(**kw):
     """Reference and our model from the same seed (checks identical init), in eval mode."""
-    kw.setdefault("sources", SOURCES)
-    torch.manual_seed(0)
-    ref = RefDemucs(**kw)
-    torch.manual_seed(0)
-    ours = Demucs(**kw)
-    ref_state, our_state = ref.state_dict(), ours.state_dict()
-    assert list(ref_state) == list(our_state)
-    for key, value in ref_state.items():
-        assert our_state[key].shape == value.shape, key
-        assert torch.equal(our_state[key], value), key
-    # and the real use: official weights loaded strictly
-    ours.load_state_dict(ref_state, strict=True)
-    return ref.eval(), ours.eval()
-
-
-def _max_diff(ref, ours, mix) -> float:
-    with torch.no_grad():
-        expected, got = ref(mix), ours(mix)
-    assert got.shape == expected.shape
-    return (expected - got).abs().max().item()
+    return same_seed_pair(RefDemucs, Demucs, {"sources": SOURCES, **kw}, eval_mode=True)
 
 
 @pytest.mark.parametrize("name", sorted(CONFIGS))
@@ -58,7 +37,7 @@ def test_forward_parity(name):
     channels = kw.get("audio_channels", 2)
     length = ours.valid_length(2000)
     mix = torch.randn(2, channels, length)
-    assert _max_diff(ref, ours, mix) <= TOL
+    assert max_diff(ref, ours, mix) <= TOL
 
 
 @pytest.mark.parametrize("length", [1000, 2345, 4097])
@@ -66,22 +45,18 @@ def test_arbitrary_length(length):
     ref, ours = _pair(**CONFIGS["dconv_both_attn_lstm"])
     assert ours.valid_length(length) == ref.valid_length(length)
     mix = torch.randn(1, 2, length)
-    assert _max_diff(ref, ours, mix) <= TOL
+    assert max_diff(ref, ours, mix) <= TOL
 
 
 def test_chunked_lstm_in_dconv():
     """Long enough for the DConv BLSTM (max_steps=200) to run on overlapping chunks."""
     ref, ours = _pair(channels=8, depth=2, dconv_lstm=1, dconv_attn=1, stride=2, kernel_size=4)
     mix = torch.randn(1, 2, 2000)
-    assert _max_diff(ref, ours, mix) <= TOL
+    assert max_diff(ref, ours, mix) <= TOL
 
 
 def test_signature_and_attributes():
-    ref_params = inspect.signature(RefDemucs.__init__).parameters
-    our_params = inspect.signature(Demucs.__init__).parameters
-    assert list(ref_params) == list(our_params)
-    for name, param in ref_params.items():
-        assert our_params[name].default == param.default, name
+    assert_same_signature(RefDemucs, Demucs)
     model = Demucs(SOURCES, channels=4, depth=2, segment=7.5, samplerate=32000)
     assert model.sources == SOURCES
     assert model.samplerate == 32000
@@ -110,4 +85,4 @@ def test_reference_default_config():
     """Default kwargs of demucs' training config (``conf/config.yaml``, mdx waveform models)."""
     ref, ours = _pair(normalize=False, segment=44)
     mix = torch.randn(1, 2, 44100)
-    assert _max_diff(ref, ours, mix) <= TOL
+    assert max_diff(ref, ours, mix) <= TOL

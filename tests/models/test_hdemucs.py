@@ -1,8 +1,6 @@
 """Parity of our ``HDemucs`` (v3 hybrid) with ``demucs.hdemucs.HDemucs`` (demucs==4.1.0)."""
 from __future__ import annotations
 
-import inspect
-
 import pytest
 import torch
 from demucs.hdemucs import HDemucs as RefHDemucs
@@ -10,8 +8,8 @@ from demucs.hdemucs import HDemucs as RefHDemucs
 from stemforge.models.base import SeparationModel
 from stemforge.models.hdemucs import HDemucs
 from stemforge.models.registry import build_model
+from tests.models.parity import TOL, assert_same_signature, max_diff, same_seed_pair
 
-TOL = 1e-5
 SOURCES = ["drums", "bass", "other", "vocals"]
 
 # nfft=256: frequency layers 128 -> 32 -> 8 -> merged with the time branch (kernel = 8 bins)
@@ -36,25 +34,7 @@ CONFIGS = {
 
 def _pair(**kw):
     """Reference and our model from the same seed (checks identical init), in eval mode."""
-    kw.setdefault("sources", SOURCES)
-    torch.manual_seed(0)
-    ref = RefHDemucs(**kw)
-    torch.manual_seed(0)
-    ours = HDemucs(**kw)
-    ref_state, our_state = ref.state_dict(), ours.state_dict()
-    assert list(ref_state) == list(our_state)
-    for key, value in ref_state.items():
-        assert our_state[key].shape == value.shape, key
-        assert torch.equal(our_state[key], value), key
-    ours.load_state_dict(ref_state, strict=True)
-    return ref.eval(), ours.eval()
-
-
-def _max_diff(ref, ours, mix) -> float:
-    with torch.no_grad():
-        expected, got = ref(mix), ours(mix)
-    assert got.shape == expected.shape
-    return (expected - got).abs().max().item()
+    return same_seed_pair(RefHDemucs, HDemucs, {"sources": SOURCES, **kw}, eval_mode=True)
 
 
 @pytest.mark.parametrize("name", sorted(CONFIGS))
@@ -62,7 +42,7 @@ def test_forward_parity(name):
     kw = CONFIGS[name]
     ref, ours = _pair(**kw)
     mix = torch.randn(2, kw.get("audio_channels", 2), 4096)
-    assert _max_diff(ref, ours, mix) <= TOL
+    assert max_diff(ref, ours, mix) <= TOL
 
 
 # (non-hybrid models, like the reference, need at least nfft / 2 samples for the STFT)
@@ -76,7 +56,7 @@ def test_arbitrary_length(name, length):
     """No ``valid_length``: any input length must work exactly like the reference."""
     ref, ours = _pair(**CONFIGS[name])
     mix = torch.randn(1, 2, length)
-    assert _max_diff(ref, ours, mix) <= TOL
+    assert max_diff(ref, ours, mix) <= TOL
 
 
 def test_training_mode_matches():
@@ -85,7 +65,7 @@ def test_training_mode_matches():
     ref.train()
     ours.train()
     mix = torch.randn(2, 2, 3000)
-    assert _max_diff(ref, ours, mix) <= TOL
+    assert max_diff(ref, ours, mix) <= TOL
 
 
 def test_wiener_em_not_supported():
@@ -97,11 +77,7 @@ def test_wiener_em_not_supported():
 
 
 def test_signature_and_attributes():
-    ref_params = inspect.signature(RefHDemucs.__init__).parameters
-    our_params = inspect.signature(HDemucs.__init__).parameters
-    assert list(ref_params) == list(our_params)
-    for name, param in ref_params.items():
-        assert our_params[name].default == param.default, name
+    assert_same_signature(RefHDemucs, HDemucs)
     model = HDemucs(SOURCES, segment=7.8, samplerate=32000, **SMALL)
     assert model.sources == SOURCES
     assert model.samplerate == 32000
@@ -126,4 +102,4 @@ OFFICIAL = dict(channels=48, nfft=4096, depth=6, multi_freqs=[], multi_freqs_dep
 def test_official_configs(extra):
     ref, ours = _pair(**OFFICIAL, **extra)
     mix = torch.randn(1, 2, 44100 + 17)
-    assert _max_diff(ref, ours, mix) <= TOL
+    assert max_diff(ref, ours, mix) <= TOL

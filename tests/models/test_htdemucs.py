@@ -1,7 +1,6 @@
 """Parity of our ``HTDemucs`` with ``demucs.htdemucs.HTDemucs`` (demucs==4.1.0)."""
 from __future__ import annotations
 
-import inspect
 from fractions import Fraction
 
 import pytest
@@ -12,8 +11,8 @@ from stemforge.models.base import SeparationModel
 from stemforge.models.htdemucs import HTDemucs
 from stemforge.models.registry import build_model
 from tests.models.configs import OFFICIAL_HTDEMUCS_PARAMS, official_htdemucs_kwargs
+from tests.models.parity import TOL, assert_same_signature, max_diff, same_seed_pair
 
-TOL = 1e-5
 SR = 44100
 
 # Valid hybrid layouts: the branches merge when the frequency axis reaches one bin, which
@@ -42,24 +41,7 @@ CONFIGS = {
 
 def _pair(**kw):
     """Reference and our model built from the same seed, with identical state."""
-    torch.manual_seed(0)
-    ref = RefHTDemucs(**kw)
-    torch.manual_seed(0)
-    ours = HTDemucs(**kw)
-    ref_state, our_state = ref.state_dict(), ours.state_dict()
-    assert list(ref_state) == list(our_state)
-    for key, value in ref_state.items():
-        assert our_state[key].shape == value.shape, key
-    ours.load_state_dict(ref_state, strict=True)
-    return ref, ours
-
-
-def _max_diff(ref, ours, mix: torch.Tensor) -> float:
-    with torch.no_grad():
-        want = ref(mix)
-        got = ours(mix)
-    assert got.shape == want.shape
-    return (got - want).abs().max().item()
+    return same_seed_pair(RefHTDemucs, HTDemucs, kw, check_values=False)
 
 
 def _training_length(kw) -> int:
@@ -67,11 +49,7 @@ def _training_length(kw) -> int:
 
 
 def test_constructor_signature_matches_reference():
-    ref_params = inspect.signature(RefHTDemucs.__init__).parameters
-    our_params = inspect.signature(HTDemucs.__init__).parameters
-    assert list(ref_params) == list(our_params)
-    for name, param in ref_params.items():
-        assert our_params[name].default == param.default, name
+    assert_same_signature(RefHTDemucs, HTDemucs)
 
 
 @pytest.mark.parametrize("name", sorted(CONFIGS))
@@ -92,7 +70,7 @@ def test_forward_parity_training_length(name):
     ref.eval()
     ours.eval()
     mix = torch.randn(1, 2, _training_length(kw))
-    assert _max_diff(ref, ours, mix) <= TOL
+    assert max_diff(ref, ours, mix) <= TOL
 
 
 @pytest.mark.parametrize("name", ["tiny", "merged_bottom", "no_cac_phase"])
@@ -103,7 +81,7 @@ def test_forward_parity_short_input_is_padded(name):
     ours.eval()
     length = _training_length(kw) - 1234
     mix = torch.randn(2 if name == "tiny" else 1, 2, length)
-    assert _max_diff(ref, ours, mix) <= TOL
+    assert max_diff(ref, ours, mix) <= TOL
     with torch.no_grad():
         assert ours(mix).shape == (mix.shape[0], len(kw["sources"]), 2, length)
 
@@ -115,7 +93,7 @@ def test_forward_parity_without_train_segment():
     ours.eval()
     for length in (SR // 3, SR // 2 + 777):  # shorter and longer than the segment
         mix = torch.randn(1, 2, length)
-        assert _max_diff(ref, ours, mix) <= TOL
+        assert max_diff(ref, ours, mix) <= TOL
     assert ours.valid_length(SR * 5) == SR * 5
 
 
@@ -182,4 +160,4 @@ def test_official_config_forward_parity():
     ref.eval()
     ours.eval()
     mix = torch.randn(1, 2, int(Fraction(39, 5) * SR))
-    assert _max_diff(ref, ours, mix) <= TOL
+    assert max_diff(ref, ours, mix) <= TOL

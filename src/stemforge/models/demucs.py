@@ -7,7 +7,6 @@
 """
 from __future__ import annotations
 
-import math
 from typing import Callable, Sequence
 
 import torch
@@ -17,6 +16,7 @@ from torch.nn import functional as F
 from stemforge.models.layers.conv_blocks import BLSTM, DConv, rescale_module
 from stemforge.models.layers.resample import downsample2, upsample2
 from stemforge.models.layers.utils import center_trim, unet_pass
+from stemforge.models.layers.waveform import conv_unet_valid_length, standardise_by_mono
 
 
 class Demucs(nn.Module):
@@ -99,25 +99,15 @@ class Demucs(nn.Module):
 
     def valid_length(self, length: int) -> int:
         """Smallest input length >= ``length`` for which no convolution drops samples."""
-        if self.resample:
-            length *= 2
-        for _ in range(self.depth):
-            length = max(1, math.ceil((length - self.kernel_size) / self.stride) + 1)
-        for _ in range(self.depth):
-            length = (length - 1) * self.stride + self.kernel_size
-        if self.resample:
-            length = math.ceil(length / 2)
-        return int(length)
+        return conv_unet_valid_length(length, depth=self.depth, kernel_size=self.kernel_size,
+                                      stride=self.stride, resample=self.resample)
 
     def _standardise(self, mix: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | float,
                                                         torch.Tensor | float]:
         """``mix: (B, C, T)`` -> (normalised mix, mean ``(B, 1, 1)``, std ``(B, 1, 1)``)."""
         if not self.normalize:
             return mix, 0.0, 1.0
-        mono = mix.mean(dim=1, keepdim=True)
-        mean = mono.mean(dim=-1, keepdim=True)
-        std = mono.std(dim=-1, keepdim=True)
-        return (mix - mean) / (1e-5 + std), mean, std
+        return standardise_by_mono(mix)
 
     def forward(self, mix: torch.Tensor) -> torch.Tensor:
         """``mix: (B, C, T)`` -> stems ``(B, S, C, T)``."""

@@ -22,7 +22,6 @@ That is exactly what the stemforge engine does with ``segment`` seconds, so ``se
 """
 from __future__ import annotations
 
-import math
 from typing import Sequence
 
 import torch
@@ -31,6 +30,7 @@ from torch import nn
 from .layers.conv_blocks import BLSTM, rescale_module
 from .layers.resample import downsample2, upsample2
 from .layers.utils import unet_pass
+from .layers.waveform import conv_unet_valid_length, standardise_by_mono
 
 # official model name -> (file name under https://dl.fbaipublicfiles.com/demucs/v3.0/, channels)
 V2_OFFICIAL: dict[str, tuple[str, int]] = {
@@ -160,26 +160,16 @@ class DemucsV2(nn.Module):
         With such an input and ``context == 1`` the output has the input's length; with
         ``context > 1`` the output is longer and must be centre-trimmed.
         """
-        if self.resample:
-            length *= 2
-        for _ in range(self.depth):
-            length = max(1, math.ceil((length - self.kernel_size) / self.stride) + 1)
-            length += self.context - 1
-        for _ in range(self.depth):
-            length = (length - 1) * self.stride + self.kernel_size
-        if self.resample:
-            length = math.ceil(length / 2)
-        return int(length)
+        return conv_unet_valid_length(length, depth=self.depth, kernel_size=self.kernel_size,
+                                      stride=self.stride, resample=self.resample,
+                                      extra_per_layer=self.context - 1)
 
     def _standardise(self, mix: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | float,
                                                         torch.Tensor | float]:
         """``mix: (B, C, T)`` -> (standardised mix, mean ``(B, 1, 1)``, std ``(B, 1, 1)``)."""
         if not self.normalize:
             return mix / (1 + 1e-5), 0.0, 1.0
-        mono = mix.mean(dim=1, keepdim=True)
-        mean = mono.mean(dim=-1, keepdim=True)
-        std = mono.std(dim=-1, keepdim=True)
-        return (mix - mean) / (1e-5 + std), mean, std
+        return standardise_by_mono(mix)
 
     def forward(self, mix: torch.Tensor) -> torch.Tensor:
         """``mix: (B, audio_channels, T)`` -> stems ``(B, len(sources), audio_channels, T')``."""

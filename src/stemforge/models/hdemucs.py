@@ -12,14 +12,14 @@ state-dict layout. ``forward(mix: (B, C, T)) -> (B, S, C, T)`` for any ``T``.
 from __future__ import annotations
 
 import math
-from typing import Any, Sequence
+from typing import Sequence
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
 from stemforge.models.layers.conv_blocks import rescale_module
-from stemforge.models.layers.hybrid import HDecLayer, HEncLayer, MultiWrap, ScaledEmbedding, pad1d
+from stemforge.models.layers.hybrid import build_hybrid_unet, pad1d
 from stemforge.models.layers.spectral import ispectro, spectro
 
 
@@ -62,87 +62,25 @@ class HDemucs(nn.Module):
         self.hybrid_old = hybrid_old
         self.freq_emb = None
 
-        self.encoder = nn.ModuleList()
-        self.decoder = nn.ModuleList()
+        unet = build_hybrid_unet(
+            audio_channels=audio_channels, n_sources=len(sources), cac=cac, nfft=nfft,
+            depth=depth, hybrid=hybrid, channels=channels, channels_time=channels_time,
+            growth=growth, kernel_size=kernel_size, stride=stride, time_stride=time_stride,
+            context=context, context_enc=context_enc, rewrite=rewrite, norm_starts=norm_starts,
+            norm_groups=norm_groups, dconv_mode=dconv_mode, dconv_depth=dconv_depth,
+            dconv_comp=dconv_comp, dconv_init=dconv_init, dconv_attn=dconv_attn,
+            dconv_lstm=dconv_lstm, multi_freqs=multi_freqs, multi_freqs_depth=multi_freqs_depth,
+            freq_emb=freq_emb, emb_scale=emb_scale, emb_smooth=emb_smooth)
+        self.encoder = unet.encoder
+        self.decoder = unet.decoder
         if hybrid:
-            self.tencoder = nn.ModuleList()
-            self.tdecoder = nn.ModuleList()
-        self._build(
-            channels=channels, channels_time=channels_time, growth=growth, rewrite=rewrite,
-            multi_freqs=multi_freqs, multi_freqs_depth=multi_freqs_depth, freq_emb=freq_emb,
-            emb_scale=emb_scale, emb_smooth=emb_smooth, time_stride=time_stride,
-            context_enc=context_enc, norm_starts=norm_starts, norm_groups=norm_groups,
-            dconv_mode=dconv_mode, dconv_depth=dconv_depth, dconv_comp=dconv_comp,
-            dconv_attn=dconv_attn, dconv_lstm=dconv_lstm, dconv_init=dconv_init)
+            self.tencoder = unet.tencoder
+            self.tdecoder = unet.tdecoder
+        if unet.freq_emb is not None:
+            self.freq_emb = unet.freq_emb
+            self.freq_emb_scale = freq_emb
         if rescale:
             rescale_module(self, reference=rescale)
-
-    # ------------------------------------------------------------------ construction
-    def _build(self, *, channels: int, channels_time: int | None, growth: int, rewrite: bool,
-               multi_freqs: Sequence[float] | None, multi_freqs_depth: int, freq_emb: float,
-               emb_scale: float, emb_smooth: bool, time_stride: int, context_enc: int,
-               norm_starts: int, norm_groups: int, dconv_mode: int, dconv_depth: int,
-               dconv_comp: int, dconv_attn: int, dconv_lstm: int, dconv_init: float) -> None:
-        """Create the encoder/decoder layers of both branches, outermost first."""
-        complex_factor = 2 if self.cac else 1
-        chin = self.audio_channels
-        chin_z = chin * complex_factor
-        chout = channels_time or channels
-        chout_z = channels
-        freqs = self.nfft // 2
-        for index in range(self.depth):
-            freq = freqs > 1
-            kernel, stride, pad, last_freq = self.kernel_size, self.stride, True, False
-            if not freq:
-                kernel, stride = 2 * time_stride, time_stride
-            elif freqs <= self.kernel_size:
-                kernel, pad, last_freq = freqs, False, True
-            kw: dict[str, Any] = {
-                "kernel_size": kernel, "stride": stride, "freq": freq, "pad": pad,
-                "norm": index >= norm_starts, "rewrite": rewrite, "norm_groups": norm_groups,
-                "dconv_kw": {
-                    "lstm": index >= dconv_lstm, "attn": index >= dconv_attn,
-                    "depth": dconv_depth, "compress": dconv_comp, "init": dconv_init,
-                    "gelu": True,
-                },
-            }
-            kw_time = dict(kw, freq=False, kernel_size=self.kernel_size, stride=self.stride,
-                           pad=True)
-            multi = bool(multi_freqs) and index < multi_freqs_depth
-            kw_dec = dict(kw, context_freq=False) if multi else kw
-            if last_freq:
-                chout_z = max(chout, chout_z)
-                chout = chout_z
-
-            enc: nn.Module = HEncLayer(chin_z, chout_z, dconv=dconv_mode & 1,
-                                       context=context_enc, **kw)
-            if self.hybrid and freq:
-                self.tencoder.append(HEncLayer(chin, chout, dconv=dconv_mode & 1,
-                                               context=context_enc, empty=last_freq, **kw_time))
-            if multi:
-                enc = MultiWrap(enc, multi_freqs)
-            self.encoder.append(enc)
-
-            if index == 0:
-                chin = self.audio_channels * len(self.sources)
-                chin_z = chin * complex_factor
-            dec: nn.Module = HDecLayer(chout_z, chin_z, dconv=dconv_mode & 2, last=index == 0,
-                                       context=self.context, **kw_dec)
-            if multi:
-                dec = MultiWrap(dec, multi_freqs)
-            if self.hybrid and freq:
-                self.tdecoder.insert(0, HDecLayer(chout, chin, dconv=dconv_mode & 2,
-                                                  empty=last_freq, last=index == 0,
-                                                  context=self.context, **kw_time))
-            self.decoder.insert(0, dec)
-
-            chin, chin_z = chout, chout_z
-            chout, chout_z = int(growth * chout), int(growth * chout_z)
-            if freq:
-                freqs = 1 if freqs <= self.kernel_size else freqs // self.stride
-            if index == 0 and freq_emb:
-                self.freq_emb = ScaledEmbedding(freqs, chin_z, smooth=emb_smooth, scale=emb_scale)
-                self.freq_emb_scale = freq_emb
 
     @property
     def max_segment(self) -> None:

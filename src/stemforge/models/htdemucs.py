@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 from fractions import Fraction
-from typing import Any, Optional, Sequence
+from typing import Optional, Sequence
 
 import torch
 from torch import nn
@@ -24,7 +24,7 @@ from torch.nn import functional as F
 
 from stemforge.models.base import Segment
 from stemforge.models.layers.conv_blocks import rescale_module
-from stemforge.models.layers.hybrid import HDecLayer, HEncLayer, MultiWrap, ScaledEmbedding, pad1d
+from stemforge.models.layers.hybrid import ScaledEmbedding, build_hybrid_unet, pad1d
 from stemforge.models.layers.spectral import ispectro, spectro
 from stemforge.models.layers.transformer import CrossTransformerEncoder
 
@@ -143,20 +143,23 @@ class HTDemucs(nn.Module):
         self.wiener_iters = wiener_iters
         self.end_iters = end_iters
 
-        self.encoder = nn.ModuleList()
-        self.decoder = nn.ModuleList()
-        self.tencoder = nn.ModuleList()
-        self.tdecoder = nn.ModuleList()
         self.freq_emb: Optional[ScaledEmbedding] = None
         self.freq_emb_scale = freq_emb
-        self._build_unets(
-            channels=channels, channels_time=channels_time, growth=growth, rewrite=rewrite,
-            multi_freqs=multi_freqs, multi_freqs_depth=multi_freqs_depth, freq_emb=freq_emb,
-            emb_scale=emb_scale, emb_smooth=emb_smooth, time_stride=time_stride,
-            context_enc=context_enc, norm_starts=norm_starts, norm_groups=norm_groups,
-            dconv_mode=dconv_mode,
-            dconv_kw={"depth": dconv_depth, "compress": dconv_comp, "init": dconv_init,
-                      "gelu": True})
+        unet = build_hybrid_unet(
+            audio_channels=audio_channels, n_sources=len(self.sources), cac=cac, nfft=nfft,
+            depth=depth, hybrid=True, channels=channels, channels_time=channels_time,
+            growth=growth, kernel_size=kernel_size, stride=stride, time_stride=time_stride,
+            context=context, context_enc=context_enc, rewrite=rewrite, norm_starts=norm_starts,
+            norm_groups=norm_groups, dconv_mode=dconv_mode, dconv_depth=dconv_depth,
+            dconv_comp=dconv_comp, dconv_init=dconv_init, multi_freqs=multi_freqs,
+            multi_freqs_depth=multi_freqs_depth, freq_emb=freq_emb, emb_scale=emb_scale,
+            emb_smooth=emb_smooth)
+        self.encoder = unet.encoder
+        self.decoder = unet.decoder
+        self.tencoder = unet.tencoder
+        self.tdecoder = unet.tdecoder
+        if unet.freq_emb is not None:
+            self.freq_emb = unet.freq_emb
         if rescale:
             rescale_module(self, reference=rescale)
 
@@ -183,78 +186,6 @@ class HTDemucs(nn.Module):
                 mask_type=t_mask_type, mask_random_seed=t_mask_random_seed,
                 sparse_attn_window=t_sparse_attn_window, global_window=t_global_window,
                 sparsity=t_sparsity, auto_sparsity=t_auto_sparsity)
-
-    # ----------------------------------------------------------------------------------------
-    # Construction
-    # ----------------------------------------------------------------------------------------
-
-    def _build_unets(self, *, channels: int, channels_time: Optional[int], growth: int,
-                     rewrite: bool, multi_freqs: Optional[Sequence[float]],
-                     multi_freqs_depth: int, freq_emb: float, emb_scale: float,
-                     emb_smooth: bool, time_stride: int, context_enc: int, norm_starts: int,
-                     norm_groups: int, dconv_mode: int, dconv_kw: dict[str, Any]) -> None:
-        """Create the encoder/decoder layers of both branches, outermost first.
-
-        The frequency branch reduces ``nfft // 2`` bins by ``stride`` per layer; the layer whose
-        kernel covers all remaining bins (``last_freq``) collapses them to one, and the time
-        branch's matching layer is reduced to its first conv (``empty``) so that the branches
-        merge there. Deeper layers (single bin) are shared time convolutions.
-        """
-        spec_mult = 2 if self.cac else 1  # complex as channels doubles spectrogram channels
-        chin_t = self.audio_channels
-        chin_z = chin_t * spec_mult
-        chout_t = channels_time or channels
-        chout_z = channels
-        freqs = self.nfft // 2
-        for index in range(self.depth):
-            freq = freqs > 1
-            last_freq = freq and freqs <= self.kernel_size
-            if last_freq:
-                chout_z = max(chout_t, chout_z)
-                chout_t = chout_z
-            kw = {
-                "kernel_size": (freqs if last_freq else self.kernel_size) if freq
-                else time_stride * 2,
-                "stride": self.stride if freq else time_stride,
-                "freq": freq,
-                "pad": not last_freq,
-                "norm": index >= norm_starts,
-                "rewrite": rewrite,
-                "norm_groups": norm_groups,
-                "dconv_kw": dconv_kw,
-            }
-            kw_time = dict(kw, freq=0, kernel_size=self.kernel_size, stride=self.stride, pad=True)
-            multi = bool(multi_freqs) and index < multi_freqs_depth
-            kw_dec = dict(kw, context_freq=False) if multi else kw
-
-            enc: nn.Module = HEncLayer(chin_z, chout_z, dconv=dconv_mode & 1,
-                                       context=context_enc, **kw)
-            if freq:
-                self.tencoder.append(HEncLayer(chin_t, chout_t, dconv=dconv_mode & 1,
-                                               context=context_enc, empty=last_freq, **kw_time))
-            if multi:
-                enc = MultiWrap(enc, multi_freqs)
-            self.encoder.append(enc)
-
-            if index == 0:  # the outermost decoders output every source
-                chin_t = self.audio_channels * len(self.sources)
-                chin_z = chin_t * spec_mult
-            dec: nn.Module = HDecLayer(chout_z, chin_z, dconv=dconv_mode & 2, last=index == 0,
-                                       context=self.context, **kw_dec)
-            if multi:
-                dec = MultiWrap(dec, multi_freqs)
-            if freq:
-                self.tdecoder.insert(0, HDecLayer(chout_t, chin_t, dconv=dconv_mode & 2,
-                                                  empty=last_freq, last=index == 0,
-                                                  context=self.context, **kw_time))
-            self.decoder.insert(0, dec)
-
-            chin_t, chin_z = chout_t, chout_z
-            chout_t, chout_z = int(growth * chout_t), int(growth * chout_z)
-            if freq:
-                freqs = 1 if freqs <= self.kernel_size else freqs // self.stride
-            if index == 0 and freq_emb:
-                self.freq_emb = ScaledEmbedding(freqs, chin_z, smooth=emb_smooth, scale=emb_scale)
 
     # ----------------------------------------------------------------------------------------
     # Public attributes

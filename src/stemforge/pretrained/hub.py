@@ -208,7 +208,7 @@ def download_file(url: str, dest: Path, sha256_prefix: str, *, progress: bool = 
         part.unlink()
         _transfer_with_retries(url, part, progress, retries, retry_delay)
     if not _matches(part, sha256_prefix):
-        actual = _sha256(part)[: len(sha256_prefix)]
+        actual = file_sha256(part)[: len(sha256_prefix)]
         part.unlink()
         raise ChecksumMismatchError(
             f"{url}: downloaded file has sha256 {actual}..., expected {sha256_prefix}...; it was "
@@ -218,7 +218,8 @@ def download_file(url: str, dest: Path, sha256_prefix: str, *, progress: bool = 
     return dest
 
 
-def _sha256(path: Path) -> str:
+def file_sha256(path: str | os.PathLike) -> str:
+    """The hex sha256 of a file's contents (read in 1 MiB blocks)."""
     digest = hashlib.sha256()
     with open(path, "rb") as file:
         for block in iter(lambda: file.read(1 << 20), b""):
@@ -227,7 +228,7 @@ def _sha256(path: Path) -> str:
 
 
 def _matches(path: Path, sha256_prefix: str) -> bool:
-    return _sha256(path).startswith(sha256_prefix.lower())
+    return file_sha256(path).startswith(sha256_prefix.lower())
 
 
 def _transfer_with_retries(url: str, part: Path, progress: bool, retries: Optional[int],

@@ -12,7 +12,6 @@ One difference from Demucs: a ``-suffix`` that is not hexadecimal is part of the
 """
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 from dataclasses import dataclass
@@ -25,6 +24,7 @@ from torch import nn
 from stemforge.models.bag import ModelBag
 
 from .checkpoint import load_model_file
+from .hub import file_sha256
 
 PathLike = str | os.PathLike
 MODEL_SUFFIXES = (".th", ".safetensors")
@@ -69,14 +69,6 @@ def split_checksum(stem: str) -> tuple[str, str | None]:
         if name and _HEX.fullmatch(suffix):
             return name, suffix
     return stem, None
-
-
-def file_sha256(path: PathLike) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as file:
-        for block in iter(lambda: file.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def verify_checksum(path: PathLike, checksum: str) -> None:

@@ -3,10 +3,12 @@
 Shared by ``HDemucs`` (v3) and ``HTDemucs`` (v4). Frequency layers act on ``(B, C, F, T)``
 spectrogram tensors with kernels along frequency only; time layers act on ``(B, C, T)`` waveforms.
 Attribute names mirror the reference so that official state dicts load unchanged.
+:func:`build_hybrid_unet` creates the encoder/decoder stacks of both models.
 """
 from __future__ import annotations
 
 from copy import deepcopy
+from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 import torch
@@ -308,3 +310,125 @@ class MultiWrap(nn.Module):
             start = limit
         out = torch.cat(outs, dim=2)
         return out if last else F.gelu(out)
+
+
+@dataclass
+class HybridUNetLayers:
+    """The layer stacks of a hybrid U-Net, as :func:`build_hybrid_unet` makes them.
+
+    ``encoder``/``tencoder`` run outermost first, ``decoder``/``tdecoder`` innermost first. The
+    time branch (``t*``) only has a layer where the frequency branch has a frequency layer, and is
+    empty for non-hybrid models. ``freq_emb`` is the frequency embedding after the first
+    frequency encoder layer, if any.
+    """
+
+    encoder: nn.ModuleList = field(default_factory=nn.ModuleList)
+    decoder: nn.ModuleList = field(default_factory=nn.ModuleList)
+    tencoder: nn.ModuleList = field(default_factory=nn.ModuleList)
+    tdecoder: nn.ModuleList = field(default_factory=nn.ModuleList)
+    freq_emb: ScaledEmbedding | None = None
+
+
+def _layer_kw(index: int, freqs: int, last_freq: bool, *, kernel_size: int, stride: int,
+              time_stride: int, rewrite: bool, norm_starts: int, norm_groups: int,
+              dconv_kw: dict[str, Any]) -> dict[str, Any]:
+    """Keyword arguments of the frequency-branch layers at depth ``index`` with ``freqs`` bins
+    left: frequency convolutions while ``freqs > 1`` (the ``last_freq`` one spans all remaining
+    bins, unpadded), then time convolutions of stride ``time_stride``."""
+    freq = freqs > 1
+    return {
+        "kernel_size": (freqs if last_freq else kernel_size) if freq else time_stride * 2,
+        "stride": stride if freq else time_stride,
+        "freq": freq,
+        "pad": not last_freq,
+        "norm": index >= norm_starts,
+        "rewrite": rewrite,
+        "norm_groups": norm_groups,
+        "dconv_kw": dconv_kw,
+    }
+
+
+def _dconv_kw_at(index: int, dconv_depth: int, dconv_comp: float, dconv_init: float,
+                 dconv_attn: int | None, dconv_lstm: int | None) -> dict[str, Any]:
+    """:class:`DConv` keyword arguments of the layers at depth ``index``; the ``lstm``/``attn``
+    flags only when their first depth is given (otherwise the DConv defaults apply)."""
+    kw: dict[str, Any] = {"depth": dconv_depth, "compress": dconv_comp, "init": dconv_init,
+                          "gelu": True}
+    if dconv_lstm is not None:
+        kw["lstm"] = index >= dconv_lstm
+    if dconv_attn is not None:
+        kw["attn"] = index >= dconv_attn
+    return kw
+
+
+def build_hybrid_unet(*, audio_channels: int, n_sources: int, cac: bool, nfft: int, depth: int,
+                      hybrid: bool, channels: int, channels_time: int | None, growth: float,
+                      kernel_size: int, stride: int, time_stride: int, context: int,
+                      context_enc: int, rewrite: bool, norm_starts: int, norm_groups: int,
+                      dconv_mode: int, dconv_depth: int, dconv_comp: float, dconv_init: float,
+                      multi_freqs: Sequence[float] | None, multi_freqs_depth: int,
+                      freq_emb: float, emb_scale: float, emb_smooth: bool,
+                      dconv_attn: int | None = None,
+                      dconv_lstm: int | None = None) -> HybridUNetLayers:
+    """Create the encoder/decoder layers of the frequency and (if ``hybrid``) time branches.
+
+    The frequency branch reduces ``nfft // 2`` bins by ``stride`` per layer; the layer whose
+    kernel covers all remaining bins (``last_freq``) collapses them to one, and the time branch's
+    matching layer is reduced to its first conv (``empty``) so that the branches merge there.
+    Deeper layers (single bin) are shared time convolutions. ``dconv_*`` configure the DConv
+    residual branches (``dconv_mode``: 1 encoder, 2 decoder, 3 both; ``dconv_attn``/``dconv_lstm``:
+    first depth using attention / an LSTM, ``None`` for the DConv default).
+    Layers are created in the reference order, so the same seed gives the same initial weights.
+    """
+    layers = HybridUNetLayers()
+    spec_mult = 2 if cac else 1  # complex as channels doubles spectrogram channels
+    chin_t = audio_channels
+    chin_z = chin_t * spec_mult
+    chout_t = channels_time or channels
+    chout_z = channels
+    freqs = nfft // 2
+    for index in range(depth):
+        freq = freqs > 1
+        last_freq = freq and freqs <= kernel_size
+        kw = _layer_kw(index, freqs, last_freq, kernel_size=kernel_size, stride=stride,
+                       time_stride=time_stride, rewrite=rewrite, norm_starts=norm_starts,
+                       norm_groups=norm_groups,
+                       dconv_kw=_dconv_kw_at(index, dconv_depth, dconv_comp, dconv_init,
+                                             dconv_attn, dconv_lstm))
+        if last_freq:
+            chout_z = max(chout_t, chout_z)
+            chout_t = chout_z
+        kw_time = dict(kw, freq=False, kernel_size=kernel_size, stride=stride, pad=True)
+        multi = bool(multi_freqs) and index < multi_freqs_depth
+        kw_dec = dict(kw, context_freq=False) if multi else kw
+        time_layers = hybrid and freq
+
+        enc: nn.Module = HEncLayer(chin_z, chout_z, dconv=dconv_mode & 1, context=context_enc,
+                                   **kw)
+        if time_layers:
+            layers.tencoder.append(HEncLayer(chin_t, chout_t, dconv=dconv_mode & 1,
+                                             context=context_enc, empty=last_freq, **kw_time))
+        if multi:
+            enc = MultiWrap(enc, multi_freqs)
+        layers.encoder.append(enc)
+
+        if index == 0:  # the outermost decoders output every source
+            chin_t = audio_channels * n_sources
+            chin_z = chin_t * spec_mult
+        dec: nn.Module = HDecLayer(chout_z, chin_z, dconv=dconv_mode & 2, last=index == 0,
+                                   context=context, **kw_dec)
+        if multi:
+            dec = MultiWrap(dec, multi_freqs)
+        if time_layers:
+            layers.tdecoder.insert(0, HDecLayer(chout_t, chin_t, dconv=dconv_mode & 2,
+                                                empty=last_freq, last=index == 0,
+                                                context=context, **kw_time))
+        layers.decoder.insert(0, dec)
+
+        chin_t, chin_z = chout_t, chout_z
+        chout_t, chout_z = int(growth * chout_t), int(growth * chout_z)
+        if freq:
+            freqs = 1 if freqs <= kernel_size else freqs // stride
+        if index == 0 and freq_emb:
+            layers.freq_emb = ScaledEmbedding(freqs, chin_z, smooth=emb_smooth, scale=emb_scale)
+    return layers
