@@ -35,6 +35,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     tmp = temp_file_beside(path)
     try:
         yield tmp
+        os.chmod(tmp, new_file_mode())  # some writers (safetensors) recreate the file as 0600
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)

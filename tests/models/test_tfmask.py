@@ -76,3 +76,11 @@ def test_saved_model_reloads_and_separates_identically(tmp_path):
         assert ours[name].shape == (2, 3 * 44100)
         assert (ours[name] == again[name]).all()
     torch.testing.assert_close(torch.from_numpy(sum(ours.values())), mix, atol=1e-4, rtol=0)
+
+
+def test_saved_model_file_has_normal_permissions(tmp_path):
+    """safetensors recreates its file as 0600; the atomic writer restores the umask's mode."""
+    from stemforge.atomic import new_file_mode
+
+    path = save_stemforge(small_model(), tmp_path / "model.safetensors", meta={})
+    assert path.stat().st_mode & 0o777 == new_file_mode()
