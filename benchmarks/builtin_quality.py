@@ -4,11 +4,18 @@ The baseline estimates each stem as the mixture times the single best gain for t
 (an oracle: ``g = <s, x> / <x, x>``). A model worth shipping beats it clearly on every stem.
 
     python benchmarks/builtin_quality.py MODEL_FILE DIR [DIR ...] --name builtin_quality
+
+With ``--rtf-seconds N`` it also times ``stemforge separate`` (the CLI, decode to encode, default
+settings) on an N-second song made by chaining the first set's mixtures: wall time / duration.
 """
 from __future__ import annotations
 
 import argparse
+import os
+import subprocess
 import sys
+import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -53,11 +60,34 @@ def score_set(separator: Separator, root: Path) -> dict[str, dict[str, float]]:
             "tracks": len(model_scores)}
 
 
+def time_cli(model: str, root: Path, seconds: float) -> dict[str, float]:
+    """Wall time of ``stemforge separate -n model`` on ``seconds`` of chained mixtures."""
+    import soundfile
+
+    pieces, total = [], 0
+    while total < seconds * 44100:
+        for folder in track_folders(root):
+            pieces.append(load(folder, "mixture"))
+            total += pieces[-1].shape[-1]
+    song = np.concatenate(pieces, axis=-1)[:, : int(seconds * 44100)]
+    with tempfile.TemporaryDirectory() as work:
+        path = Path(work) / "song.wav"
+        soundfile.write(str(path), song.T, 44100, subtype="PCM_16")
+        command = [sys.executable, "-m", "stemforge", "separate", "-q", "-n", model, "-o", work, str(path)]
+        start = time.perf_counter()
+        subprocess.run(command, check=True, env=dict(os.environ))
+        wall = time.perf_counter() - start
+    return {"seconds": seconds, "wall": round(wall, 2), "rtf": round(wall / seconds, 4),
+            "cores": os.cpu_count()}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("model", help="model name or file")
     parser.add_argument("sets", nargs="+", type=Path, help="folders of tracks (or one track folder)")
     parser.add_argument("--name", default="builtin_quality")
+    parser.add_argument("--rtf-seconds", type=float, default=0,
+                        help="also time the CLI on a song of this length (0: skip)")
     args = parser.parse_args()
     separator = Separator(args.model, device="cpu", shifts=0)
     rows, payload = [], {"model": args.model, "sets": {}}
@@ -71,6 +101,10 @@ def main() -> None:
                          "mean": round(float(np.mean(list(values.values()))), 2)})
     markdown = (f"# SDX SDR (dB) of {args.model} vs the constant-gain baseline\n\n"
                 f"{markdown_table(rows, ['set', 'tracks', 'estimate', *STEMS, 'mean'])}\n")
+    if args.rtf_seconds > 0:
+        payload["cli_speed"] = speed = time_cli(args.model, args.sets[0], args.rtf_seconds)
+        markdown += (f"\n`stemforge separate -n {args.model}` on {speed['seconds']:.0f} s: "
+                     f"{speed['wall']:.1f} s wall, RTF {speed['rtf']:.3f} ({speed['cores']} cores)\n")
     print(markdown)
     write_results(args.name, payload, markdown)
 

@@ -181,12 +181,22 @@ def test_folder_recursive_with_a_bad_file_and_skip_existing(tmp_path, tiny_repo)
 
 def test_parallel_jobs_give_the_same_stems(tmp_path, tiny_repo):
     track = make_input(tmp_path, "song.wav", seconds=6.0)
-    assert separate(tmp_path, tiny_repo, "--float32", str(track)) == 0
+    assert separate(tmp_path, tiny_repo, "--float32", "-j", "0", str(track)) == 0
     single = {k: read_audio(p)[0] for k, p in stem_files(tmp_path, "song").items()}
-    assert separate(tmp_path, tiny_repo, "--float32", "-j", "3", str(track)) == 0
-    for stem, path in stem_files(tmp_path, "song").items():
-        # Same segments and weights; only the torch thread count (float summation order) differs.
-        assert np.abs(read_audio(path)[0] - single[stem]).max() <= 1e-6
+    for jobs in (["-j", "3"], []):  # explicit, and the default (one per core on CPU)
+        assert separate(tmp_path, tiny_repo, "--float32", *jobs, str(track)) == 0
+        for stem, path in stem_files(tmp_path, "song").items():
+            # Same segments and weights; only the torch thread count (float summation order) differs.
+            assert np.abs(read_audio(path)[0] - single[stem]).max() <= 1e-6
+
+
+@pytest.mark.parametrize("cores, device, expected", [(2, "cpu", 2), (1, "cpu", 0), (16, "cpu", 4),
+                                                     (8, "cuda", 0), (8, "mps", 0)])
+def test_default_jobs_use_the_cpu_cores(monkeypatch, cores, device, expected):
+    from stemforge.cli import separate as separate_cli
+
+    monkeypatch.setattr(separate_cli.os, "cpu_count", lambda: cores)
+    assert separate_cli.auto_jobs(device) == expected
 
 
 def test_fast_mode_stays_close_to_exact(tmp_path, tiny_repo):

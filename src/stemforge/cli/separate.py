@@ -10,10 +10,12 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
+from ..pretrained.builtin import DEFAULT_MODEL
+
 logger = logging.getLogger("stemforge.separate")
 
-DEFAULT_MODEL = "htdemucs"
 DEFAULT_TEMPLATE = "{track}/{stem}.{ext}"
+MAX_AUTO_JOBS = 4
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
@@ -35,8 +37,9 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     split.add_argument("--no-split", action="store_false", dest="split", default=True,
                        help="run the model on the whole track at once (uses a lot of memory)")
     split.add_argument("--segment", type=float, default=None, help="segment length in seconds")
-    cut.add_argument("-j", "--jobs", type=int, default=0,
-                     help="segments computed in parallel (default 0: one at a time)")
+    cut.add_argument("-j", "--jobs", type=int, default=None,
+                     help="segments computed in parallel, each on its share of the cores (default: "
+                          f"on CPU one per core, at most {MAX_AUTO_JOBS}; on GPU 0, one at a time)")
     cut.add_argument("--fast", choices=["exact", "bf16-transformer", "bf16", "int8"], default="exact",
                      help="approximate faster modes (default exact = Demucs' output); bf16-transformer "
                           "is the closest to exact")
@@ -81,6 +84,7 @@ def run(args: argparse.Namespace) -> int:
     fmt = validate_options(args)
     tracks, input_failures = collect_tracks(args.tracks)
     writer = StemWriter(args.out / model_display_name(args.name), args.filename, fmt, args.clip_mode)
+    args.jobs = auto_jobs(args.device) if args.jobs is None else args.jobs
     with thread_budget(args.jobs, args.device):
         return separate_all(args, tracks, input_failures, writer)
 
@@ -122,7 +126,7 @@ def validate_options(args: argparse.Namespace):
         raise UserError("--overlap must be at least 0 and less than 1")
     if args.segment is not None and args.segment <= 0:
         raise UserError("--segment must be a positive number of seconds")
-    if args.jobs < 0:
+    if args.jobs is not None and args.jobs < 0:
         raise UserError("--jobs must be 0 or more")
     if args.batch_size is not None and args.batch_size < 1:
         raise UserError("--batch-size must be 1 or more")
@@ -143,6 +147,17 @@ def output_stems(sources: list[str], stem, other_method: str) -> list[str]:
     if stem is None:
         return list(sources)
     return [stem] if other_method == "none" else [stem, f"no_{stem}"]
+
+
+def auto_jobs(device: str | None) -> int:
+    """Default ``-j``: on CPU one single-threaded segment per core (up to ``MAX_AUTO_JOBS``), which
+    beats one segment on all cores (less synchronisation); accelerators take one segment at a time."""
+    from ..inference.separator import default_device
+
+    cores = os.cpu_count() or 1
+    if (device or default_device()) != "cpu" or cores < 2:
+        return 0
+    return min(cores, MAX_AUTO_JOBS)
 
 
 @contextmanager

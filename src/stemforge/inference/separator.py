@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from ..audio.ops import Normalisation, channels_of
+from ..pretrained.builtin import DEFAULT_MODEL
 from .chunking import ArraySource, SignalSource
 from .device import DeviceRunner
 from .engine import ModelRunner, PassSettings, run_shifted_pass
@@ -76,7 +77,7 @@ class Separator:
     (``bf16-transformer``, ``bf16``, ``int8``; see :mod:`stemforge.models.fast`).
     """
 
-    def __init__(self, model: Union[str, Path, nn.Module] = "htdemucs", repo: Optional[Union[str, Path]] = None,
+    def __init__(self, model: Union[str, Path, nn.Module] = DEFAULT_MODEL, repo: Optional[Union[str, Path]] = None,
                  device: Optional[str] = None, shifts: int = 1, overlap: float = 0.25, split: bool = True,
                  segment: Optional[float] = None, seed: Optional[int] = None,
                  progress: Optional[ProgressCallback] = None, download_progress: bool = True,
