@@ -107,9 +107,19 @@ def test_cli_train_then_export(data, tmp_path):
                               "--out", str(tmp_path / "run"), "--resume", "--set", "train.max_steps=3", "-q"])
     assert args.handler(args) == 0
     assert read_checkpoint(tmp_path / "run" / CHECKPOINT)["progress"]["step"] == 3
-    args = parser.parse_args(["export", str(tmp_path / "run"), str(tmp_path / "m.safetensors"), "--weights", "ema"])
+    (tmp_path / "scores.json").write_text('{"sets": {"valid": {"model": {"drums": 3.5}}}}')
+    args = parser.parse_args(["export", str(tmp_path / "run"), str(tmp_path / "m.safetensors"), "--weights", "ema",
+                              "--evaluation", str(tmp_path / "scores.json")])
     assert args.handler(args) == 0
-    assert load_model_file(tmp_path / "m.safetensors").model_card["training"]["steps"] == 3
+    card = load_model_file(tmp_path / "m.safetensors").model_card
+    assert card["training"]["steps"] == 3
+    assert card["metrics"]["evaluation"]["sets"]["valid"]["model"]["drums"] == 3.5
+    (tmp_path / "bad.json").write_text("[1, 2]")
+    args = parser.parse_args(["export", str(tmp_path / "run"), str(tmp_path / "m3.safetensors"), "--weights", "ema",
+                              "--evaluation", str(tmp_path / "bad.json")])
+    with pytest.raises(ConfigError, match="JSON object"):
+        args.handler(args)
+    assert not (tmp_path / "m3.safetensors").exists()
     args = parser.parse_args(["export", str(tmp_path / "run"), str(tmp_path / "m2.safetensors")])
     with pytest.raises(ConfigError, match="no validated best"):
         args.handler(args)

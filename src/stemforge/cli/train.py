@@ -51,6 +51,9 @@ def _add_export(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--weights", choices=["best", "ema", "raw"], default="best",
                         help="best validated weights (default), or the last EMA / raw weights")
     parser.add_argument("--licence", help="licence of the weights (default: the config's card.licence)")
+    parser.add_argument("--evaluation", type=Path, metavar="JSON",
+                        help="results to add to the card's metrics (e.g. the JSON written by "
+                             "benchmarks/builtin_quality.py)")
     parser.add_argument("-q", "--quiet", action="store_true", help="no info messages")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logs and tracebacks")
     parser.set_defaults(handler=run_export)
@@ -78,7 +81,8 @@ def run(args: argparse.Namespace) -> int:
 def run_export(args: argparse.Namespace) -> int:
     from ..train.export import export_run
 
-    path = export_run(args.run_dir, args.output, weights=args.weights, licence=args.licence)
+    path = export_run(args.run_dir, args.output, weights=args.weights, licence=args.licence,
+                      evaluation=args.evaluation)
     logger.info("wrote %s", path)
     return 0
 

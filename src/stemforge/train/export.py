@@ -83,9 +83,24 @@ def model_card(state: dict[str, Any], model: nn.Module, which: str,
     }
 
 
+def read_evaluation(path: Union[str, Path]) -> dict[str, Any]:
+    """A JSON results file to attach to a model card (must hold a JSON object)."""
+    path = Path(path)
+    try:
+        value = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ConfigError(f"--evaluation {path}: not a readable JSON file ({exc})") from None
+    if not isinstance(value, dict):
+        raise ConfigError(f"--evaluation {path}: expected a JSON object")
+    return value
+
+
 def export_run(run_dir: Union[str, Path], output: Union[str, Path], weights: str = "best",
-               licence: Optional[str] = None) -> Path:
-    """Write the run's ``weights`` (``best``, ``ema`` or ``raw``) to ``output`` with a model card."""
+               licence: Optional[str] = None, evaluation: Union[str, Path, None] = None) -> Path:
+    """Write the run's ``weights`` (``best``, ``ema`` or ``raw``) to ``output`` with a model card.
+
+    ``evaluation``: a JSON file of further results, stored as the card's ``metrics.evaluation``.
+    """
     from ..pretrained.checkpoint import save_stemforge
 
     run_dir = Path(run_dir)
@@ -94,6 +109,9 @@ def export_run(run_dir: Union[str, Path], output: Union[str, Path], weights: str
         raise ConfigError(f"{run_dir} is not a training run (no {CHECKPOINT})")
     state = read_checkpoint(checkpoint)
     model = _weights(state, run_dir, weights)
+    card = model_card(state, model, weights, licence)
+    if evaluation is not None:
+        card["metrics"]["evaluation"] = read_evaluation(evaluation)
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
-    return save_stemforge(model, output, meta=model_card(state, model, weights, licence))
+    return save_stemforge(model, output, meta=card)
