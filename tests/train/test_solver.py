@@ -151,3 +151,16 @@ def test_stop_request_checkpoints_then_resumes(data, tmp_path, monkeypatch):
     assert read_checkpoint(tmp_path / "run" / CHECKPOINT)["progress"]["step"] == 2
     monkeypatch.setattr(solver.Solver, "train_step", step)
     assert run(data, tmp_path / "run", resume=True, epochs=1)["step"] == 4
+
+
+def test_builtin_architecture_trains_and_exports(data, tmp_path):
+    """The built-in model's architecture (TFMaskUNet, list-valued kwargs) goes through train/export."""
+    values = tiny_config(data, max_steps=2)
+    values["model"] = {"arch": "TFMaskUNet", "kwargs": {"nfft": 512, "channels": [4, 8], "strides": [4, 4],
+                                                        "head_channels": 4, "bottleneck_hidden": 8,
+                                                        "bottleneck_layers": 1}}
+    summary = train(config_from_dict(values), tmp_path / "run", quiet=True)
+    assert summary["step"] == 2
+    model = load_model_file(export_run(tmp_path / "run", tmp_path / "m.safetensors", weights="ema"))
+    assert type(model).__name__ == "TFMaskUNet" and model.config["channels"] == [4, 8]
+    assert float(model.segment) == 1.0 and list(model.sources) == list(SOURCES)

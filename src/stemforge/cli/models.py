@@ -29,6 +29,8 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
     if args.long:
         for card in cards:
             out.write(card_details(card) + "\n\n")
+        for text in builtin_details():
+            out.write(text + "\n\n")
     else:
         out.write(format_table(model_rows(cards) + builtin_rows()) + "\n")
     out.write(f"\ncache: {models_dir()}\n")
@@ -48,6 +50,36 @@ def builtin_rows() -> list[list[str]]:
             rows.append([model.name, "drums,bass,other,vocals", _size(path.stat().st_size / 1e6), "built-in",
                          "MIT (stemforge's own)"])
     return rows
+
+
+def builtin_details() -> list[str]:
+    """The model cards stored in the built-in model files, a few lines each."""
+    from ..pretrained.builtin import BUILTIN_MODELS, DEFAULT_MODEL, builtin_path
+    from ..pretrained.checkpoint import read_stemforge
+
+    texts = []
+    for model in BUILTIN_MODELS.values():
+        path = builtin_path(model.name)
+        if path is None:
+            continue
+        header, _ = read_stemforge(path)
+        card = header.get("meta", {})
+        training = card.get("training", {})
+        default = " (the default model)" if model.name == DEFAULT_MODEL else ""
+        lines = [f"{model.name}{default}: {model.description}",
+                 f"  architecture: {header['arch']}, {card.get('parameters', '?')} parameters",
+                 f"  stems: {', '.join(header['sources'])}",
+                 f"  file: {path} (built in, no download)",
+                 f"  trained: {training.get('steps', '?')} steps on {card.get('data', {}).get('description', '?')}",
+                 f"  licence: {card.get('licence') or model.licence}"]
+        evaluation = card.get("metrics", {}).get("evaluation", {}).get("sets", {})
+        for name, scores in evaluation.items():
+            model_sdr = ", ".join(f"{stem} {value:.2f}" for stem, value in scores["model"].items())
+            base_sdr = ", ".join(f"{stem} {value:.2f}" for stem, value in scores["baseline"].items())
+            lines.append(f"  SDX SDR on {Path(name).name} ({scores['tracks']} tracks): {model_sdr} dB "
+                         f"(constant-gain baseline: {base_sdr})")
+        texts.append("\n".join(lines))
+    return texts
 
 
 def model_rows(cards: Sequence) -> list[list[str]]:
