@@ -1,5 +1,9 @@
 """SDX SDR of a model vs the constant-gain baseline, per stem, on folders of tracks with true stems.
 
+Tracks whose reference stem is silent (peak below -80 dBFS) are left out of that stem's mean: the
+SDR of a silent reference is undefined (the SDX formula gives about -90 dB for any non-zero estimate
+and 0 dB for silence, so one such track would decide the mean); museval likewise skips silent frames.
+
 The baseline estimates each stem as the mixture times the single best gain for that stem and track
 (an oracle: ``g = <s, x> / <x, x>``). A model worth shipping beats it clearly on every stem.
 
@@ -46,18 +50,29 @@ def best_gain_estimate(mix: np.ndarray, stem: np.ndarray) -> np.ndarray:
     return gain * mix
 
 
+SILENT_PEAK = 1e-4
+
+
 def score_set(separator: Separator, root: Path) -> dict[str, dict[str, float]]:
-    """Mean SDX SDR per stem over the tracks of ``root``, for the model and the baseline."""
-    model_scores, base_scores = [], []
+    """Mean SDX SDR per stem over the tracks of ``root`` (silent references left out), for the
+    model and the baseline."""
+    model_scores, base_scores, audible = [], [], []
     for folder in track_folders(root):
         mix = load(folder, "mixture")
         refs = np.stack([load(folder, stem) for stem in STEMS])
         estimates = separator.separate(mix, 44100)
         model_scores.append(sdx_sdr(refs, np.stack([estimates[s] for s in STEMS])))
         base_scores.append(sdx_sdr(refs, np.stack([best_gain_estimate(mix, r) for r in refs])))
-    return {"model": dict(zip(STEMS, np.mean(model_scores, 0).tolist())),
-            "baseline": dict(zip(STEMS, np.mean(base_scores, 0).tolist())),
-            "tracks": len(model_scores)}
+        audible.append(np.abs(refs).reshape(len(STEMS), -1).max(axis=1) >= SILENT_PEAK)
+    keep = np.array(audible)
+
+    def means(scores: list[np.ndarray]) -> dict[str, float]:
+        values = np.array(scores)
+        return {stem: float(values[keep[:, i], i].mean()) for i, stem in enumerate(STEMS)}
+
+    return {"model": means(model_scores), "baseline": means(base_scores), "tracks": len(model_scores),
+            "silent_references_left_out": {stem: int((~keep[:, i]).sum()) for i, stem in enumerate(STEMS)},
+            "model_including_silent": dict(zip(STEMS, np.mean(model_scores, 0).tolist()))}
 
 
 def time_cli(model: str, root: Path, seconds: float) -> dict[str, float]:
@@ -99,8 +114,13 @@ def main() -> None:
             rows.append({"set": root.name, "tracks": scores["tracks"], "estimate": kind,
                          **{s: round(values[s], 2) for s in STEMS},
                          "mean": round(float(np.mean(list(values.values()))), 2)})
+    left_out = "; ".join(f"{Path(root).name}: " + ", ".join(f"{stem} {count}" for stem, count in
+                                                          scores["silent_references_left_out"].items() if count)
+                         for root, scores in payload["sets"].items()
+                         if any(scores["silent_references_left_out"].values()))
     markdown = (f"# SDX SDR (dB) of {args.model} vs the constant-gain baseline\n\n"
-                f"{markdown_table(rows, ['set', 'tracks', 'estimate', *STEMS, 'mean'])}\n")
+                f"{markdown_table(rows, ['set', 'tracks', 'estimate', *STEMS, 'mean'])}\n\n"
+                f"Tracks with a silent reference stem left out of that stem's mean: {left_out or 'none'}.\n")
     if args.rtf_seconds > 0:
         payload["cli_speed"] = speed = time_cli(args.model, args.sets[0], args.rtf_seconds)
         markdown += (f"\n`stemforge separate -n {args.model}` on {speed['seconds']:.0f} s: "
