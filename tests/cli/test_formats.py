@@ -190,13 +190,20 @@ def test_parallel_jobs_give_the_same_stems(tmp_path, tiny_repo):
             assert np.abs(read_audio(path)[0] - single[stem]).max() <= 1e-6
 
 
-@pytest.mark.parametrize("cores, device, expected", [(2, "cpu", 2), (1, "cpu", 0), (16, "cpu", 4),
-                                                     (8, "cuda", 0), (8, "mps", 0)])
-def test_default_jobs_use_the_cpu_cores(monkeypatch, cores, device, expected):
-    from stemforge.cli import separate as separate_cli
+@pytest.mark.parametrize("cores, device, big, expected", [(2, "cpu", False, 2), (1, "cpu", False, 0),
+                                                          (16, "cpu", False, 4), (8, "cuda", False, 0),
+                                                          (8, "mps", False, 0), (2, "cpu", True, 0)])
+def test_default_jobs_use_the_cpu_cores_for_small_models(monkeypatch, cores, device, big, expected):
+    import os
 
-    monkeypatch.setattr(separate_cli.os, "cpu_count", lambda: cores)
-    assert separate_cli.auto_jobs(device) == expected
+    import torch
+
+    from stemforge.inference import separator
+
+    monkeypatch.setattr(os, "cpu_count", lambda: cores)
+    monkeypatch.setattr(separator, "AUTO_JOBS_MAX_PARAMETERS", 50 if big else 10_000_000)
+    model = torch.nn.Linear(10, 10)  # 110 parameters
+    assert separator.auto_jobs(model, device) == expected
 
 
 def test_fast_mode_stays_close_to_exact(tmp_path, tiny_repo):

@@ -15,7 +15,6 @@ from ..pretrained.builtin import DEFAULT_MODEL
 logger = logging.getLogger("stemforge.separate")
 
 DEFAULT_TEMPLATE = "{track}/{stem}.{ext}"
-MAX_AUTO_JOBS = 4
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
@@ -38,8 +37,8 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
                        help="run the model on the whole track at once (uses a lot of memory)")
     split.add_argument("--segment", type=float, default=None, help="segment length in seconds")
     cut.add_argument("-j", "--jobs", type=int, default=None,
-                     help="segments computed in parallel, each on its share of the cores (default: "
-                          f"on CPU one per core, at most {MAX_AUTO_JOBS}; on GPU 0, one at a time)")
+                     help="segments computed in parallel, each on its share of the cores (default: on "
+                          "CPU one per core (at most 4) for small models, else 0: one at a time on all cores)")
     cut.add_argument("--fast", choices=["exact", "bf16-transformer", "bf16", "int8"], default="exact",
                      help="approximate faster modes (default exact = Demucs' output); bf16-transformer "
                           "is the closest to exact")
@@ -84,18 +83,22 @@ def run(args: argparse.Namespace) -> int:
     fmt = validate_options(args)
     tracks, input_failures = collect_tracks(args.tracks)
     writer = StemWriter(args.out / model_display_name(args.name), args.filename, fmt, args.clip_mode)
-    args.jobs = auto_jobs(args.device) if args.jobs is None else args.jobs
-    with thread_budget(args.jobs, args.device):
-        return separate_all(args, tracks, input_failures, writer)
-
-
-def separate_all(args: argparse.Namespace, tracks: list[Path], input_failures: int, writer) -> int:
     from ..inference.separator import Separator
-    from .errors import UserError
 
     separator = Separator(model=args.name, repo=args.repo, device=args.device, shifts=args.shifts,
                           overlap=args.overlap, split=args.split, segment=args.segment, seed=args.seed,
                           download_progress=not args.quiet, jobs=args.jobs, batch_size=args.batch_size, fast=args.fast)
+    if separator.jobs > 1:
+        from ..allocator import limit_malloc_arenas
+
+        limit_malloc_arenas(1)  # parallel segments would each keep their own heap at its peak
+    with thread_budget(separator.jobs, args.device):
+        return separate_all(args, separator, tracks, input_failures, writer)
+
+
+def separate_all(args: argparse.Namespace, separator, tracks: list[Path], input_failures: int, writer) -> int:
+    from .errors import UserError
+
     if args.stem is not None and args.stem not in separator.sources:
         raise UserError(f'--two-stems: stem "{args.stem}" is not in this model; '
                         f'choose one of {", ".join(separator.sources)}')
@@ -147,17 +150,6 @@ def output_stems(sources: list[str], stem, other_method: str) -> list[str]:
     if stem is None:
         return list(sources)
     return [stem] if other_method == "none" else [stem, f"no_{stem}"]
-
-
-def auto_jobs(device: str | None) -> int:
-    """Default ``-j``: on CPU one single-threaded segment per core (up to ``MAX_AUTO_JOBS``), which
-    beats one segment on all cores (less synchronisation); accelerators take one segment at a time."""
-    from ..inference.separator import default_device
-
-    cores = os.cpu_count() or 1
-    if (device or default_device()) != "cpu" or cores < 2:
-        return 0
-    return min(cores, MAX_AUTO_JOBS)
 
 
 @contextmanager
