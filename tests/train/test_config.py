@@ -69,3 +69,13 @@ def test_ema_tracks_the_weights():
     copy.load_state_dict(ema.state_dict())
     assert copy.updates == 1 and copy.decay == 0.5
     torch.testing.assert_close(copy.shadow["bias"], ema.shadow["bias"])
+
+
+def test_values_are_checked_and_numbers_in_strings_accepted():
+    config = load_config(None, ["optim.lr=3e-4", "train.batch_size=8", "data.segment=null"])
+    assert config.optim.lr == 3e-4 and isinstance(config.optim.lr, float)
+    assert config.train.batch_size == 8 and config.data.segment is None
+    with pytest.raises(ConfigError, match="optim.lr must be a number"):
+        load_config(None, ["optim.lr=fast"])
+    with pytest.raises(ConfigError, match="train.batch_size must be a whole number"):
+        load_config(None, ["train.batch_size=2.5"])

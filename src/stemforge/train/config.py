@@ -141,8 +141,36 @@ def _from_dict(cls: type, values: Any, where: str) -> Any:
             raise ConfigError(f"unknown config key {where + '.' if where else ''}{key} "
                               f"(known: {', '.join(known)})")
         sub = _SECTIONS.get(known[key].type) if not where else None
-        kwargs[key] = _from_dict(sub, value or {}, key) if sub is not None else value
+        name = f"{where + '.' if where else ''}{key}"
+        kwargs[key] = (_from_dict(sub, value or {}, key) if sub is not None
+                       else _coerce(value, str(known[key].type), name))
     return cls(**kwargs)
+
+
+def _coerce(value: Any, annotation: str, name: str) -> Any:
+    """Check a leaf value against its field's type; numbers written as strings (YAML 1.1 reads
+    ``3e-4`` as a string) become numbers. Other types are left as they are."""
+    optional = annotation.startswith("Optional[")
+    kind = annotation[len("Optional["):-1] if optional else annotation
+    if kind not in ("float", "int", "bool") or (value is None and optional):
+        return value
+    if kind == "bool":
+        if not isinstance(value, bool):
+            raise ConfigError(f"{name} must be true or false, got {value!r}")
+        return value
+    number = value
+    if isinstance(value, str):
+        try:
+            number = float(value)
+        except ValueError:
+            number = None
+    if isinstance(number, bool) or not isinstance(number, (int, float)):
+        raise ConfigError(f"{name} must be a number, got {value!r}")
+    if kind == "int":
+        if float(number) != int(number):
+            raise ConfigError(f"{name} must be a whole number, got {value!r}")
+        return int(number)
+    return float(number)
 
 
 _SECTIONS: dict[Any, type] = {
