@@ -22,7 +22,7 @@ BUILTIN_MODELS: dict[str, BuiltinModel] = {
         "see its model card (stemforge models -l)"),
 }
 
-DEFAULT_MODEL = "htdemucs"
+DEFAULT_MODEL = "stemforge-small"
 """The model used when none is named: shipped in the package, so it works with no network."""
 
 
