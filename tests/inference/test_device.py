@@ -12,7 +12,12 @@ from tests.inference.test_engine import ContextModel
 
 
 class FlakyDeviceModel(ContextModel):
-    """Raises an out-of-memory error on its first ``failures`` forwards, as a full GPU would."""
+    """Raises an out-of-memory error on its first ``failures`` forwards, as a full GPU would.
+
+    Like HTDemucs it only runs on its full segment (``max_segment``), so cutting segments in
+    pieces cannot help and the ladder goes from the batch straight to the CPU."""
+
+    max_segment = 1.3
 
     def __init__(self, failures: int):
         super().__init__()
@@ -97,3 +102,67 @@ def test_oom_shrinks_the_batch_before_leaving_the_device(caplog):
     assert separator.runner.max_batch == 2
     assert separator.runner.device_for(limited) == torch.device("cpu")
     assert max(limited.batches[limited.batches.index(2):]) <= 2
+
+
+class LengthLimitedModel(ContextModel):
+    """Out of memory on ``oom_device`` for inputs longer than ``limit`` samples (a GPU too small
+    for the segment)."""
+
+    def __init__(self, limit: int, oom_device: str = "cpu"):
+        super().__init__(samplerate=200, segment=4.0)
+        self.limit = limit
+        self.oom_device = oom_device
+        self.lengths = []
+
+    def forward(self, mix):
+        self.lengths.append(mix.shape[-1])
+        if mix.device.type == self.oom_device and mix.shape[-1] > self.limit:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 4.00 GiB")
+        return super().forward(mix)
+
+
+def _sdr(reference, estimate):
+    return float(10 * torch.log10(reference.pow(2).sum() / (reference - estimate).pow(2).sum()))
+
+
+def test_oom_cuts_segments_in_pieces_before_leaving_the_device(caplog):
+    mix = torch.randn(2, 3000)
+    healthy = ContextModel(samplerate=200, segment=4.0).eval()
+    reference = Separator(healthy, device="cpu", shifts=0).separate_tensor(mix)
+    limited = LengthLimitedModel(limit=500).eval()  # segments are 800 (+ padding): quarters fit
+    limited.load_state_dict(healthy.state_dict())
+    separator = Separator(limited, device="cpu", shifts=0)
+    separator.runner.fallback = torch.device("meta")  # must never be needed: pieces are enough
+    with caplog.at_level(logging.WARNING):
+        stems = separator.separate_tensor(mix)
+    assert stems.shape == reference.shape
+    assert torch.isfinite(stems).all()
+    assert _sdr(reference, stems) > 20  # pieces see less context: close, not identical
+    assert separator.runner.max_piece is not None and separator.runner.max_piece <= 500
+    first_failure = next(i for i, n in enumerate(limited.lengths) if n > 500)
+    later = limited.lengths[first_failure + 1:]
+    assert later and sum(n > 500 for n in later) <= 1  # one more failure while halving, then never
+    assert sum("pieces" in record.message for record in caplog.records) >= 1
+    assert separator.runner.device_for(limited) == torch.device("cpu")
+
+
+def test_models_bound_to_their_segment_are_not_cut_in_pieces():
+    runner = DeviceRunner(torch.device("meta"))
+    model = FlakyDeviceModel(failures=1).eval()
+    out = runner(model, torch.randn(1, 2, 300))
+    assert out.shape == (1, 3, 2, 300)
+    assert runner.max_piece is None
+    assert runner.device_for(model) == torch.device("cpu")
+
+
+def test_pieces_stop_at_the_minimum_then_the_cpu_takes_over(caplog):
+    model = LengthLimitedModel(limit=0, oom_device="meta").eval()  # nothing fits on the "device"
+    runner = DeviceRunner(torch.device("meta"))
+    mix = torch.randn(1, 2, 800)
+    with caplog.at_level(logging.WARNING):
+        out = runner(model, mix)
+    torch.testing.assert_close(out, ContextModel.forward(model, mix))  # whole segment, on the CPU
+    assert runner.max_piece == 200  # 800 -> 400 -> 200 (1 s at 200 Hz), then no smaller
+    assert runner.device_for(model) == torch.device("cpu")
+    messages = [record.message for record in caplog.records]
+    assert sum("pieces" in m for m in messages) == 2 and sum("continuing" in m for m in messages) == 1
