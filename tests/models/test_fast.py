@@ -80,3 +80,61 @@ def test_bad_modes_raise():
         make_fast(small_model(), "fp8")
     plain = small_model(t_layers=0)
     assert make_fast(plain, "bf16-transformer") is plain  # nothing to convert: stays exact
+
+
+def test_bf16_mode_runs_the_unet_channels_last_and_shares_weights():
+    from stemforge.models.fast import _ChannelsLastConv
+
+    model = small_model()
+    fast = make_fast(model, "bf16")
+    clone = fast.inner
+    assert clone.channels_last and not model.channels_last
+    convs = [m for m in clone.modules() if isinstance(m, _ChannelsLastConv)]
+    assert convs and not any(isinstance(m, torch.nn.Conv1d) for m in clone.modules())
+    shared = zip(clone.crosstransformer.parameters(), model.crosstransformer.parameters())
+    assert all(a is b for a, b in shared)  # parameters are shared, not copied
+    first = clone.encoder[0].conv
+    assert first.weight.dtype == torch.bfloat16
+    assert first.weight.is_contiguous(memory_format=torch.channels_last)
+
+
+@pytest.mark.parametrize("shape", [(3, 8, 50), (2, 8, 6, 20)])
+@pytest.mark.parametrize("affine", [True, False])
+def test_layout_free_group_norm_matches_group_norm_on_channels_last(shape, affine):
+    from stemforge.models.fast import _LayoutFreeGroupNorm
+
+    torch.manual_seed(0)
+    norm = torch.nn.GroupNorm(1, shape[1], affine=affine)
+    if affine:
+        with torch.no_grad():
+            norm.weight.uniform_(0.5, 2)
+            norm.bias.uniform_(-1, 1)
+    x = torch.randn(*shape) * 3 + 1
+    if len(shape) == 3:
+        channels_last = x.transpose(1, 2).contiguous().transpose(1, 2)
+    else:
+        channels_last = x.contiguous(memory_format=torch.channels_last)
+    assert not channels_last.is_contiguous()
+    out = _LayoutFreeGroupNorm(norm)(channels_last)
+    assert out.stride() == channels_last.stride()  # layout kept
+    torch.testing.assert_close(out, norm(x), atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("conv", [
+    torch.nn.Conv1d(6, 10, 3, stride=2, padding=1, dilation=1),
+    torch.nn.Conv1d(6, 10, 3, padding=2, dilation=2),
+    torch.nn.Conv2d(6, 10, (8, 1), (4, 1), (2, 0)),
+    torch.nn.ConvTranspose1d(6, 10, 8, 4),
+    torch.nn.ConvTranspose2d(6, 10, (8, 1), (4, 1)),
+])
+def test_channels_last_conv_matches_the_convolution(conv):
+    from stemforge.models.fast import _ChannelsLastConv
+
+    torch.manual_seed(0)
+    x = torch.randn(2, 6, 16, 40) if isinstance(conv, (torch.nn.Conv2d, torch.nn.ConvTranspose2d)) \
+        else torch.randn(2, 6, 40)
+    with torch.no_grad():
+        exact = conv(x)
+        fast = _ChannelsLastConv(conv)(x)
+    assert fast.shape == exact.shape and fast.dtype == torch.bfloat16
+    assert sdr(exact, fast.float()) > 35

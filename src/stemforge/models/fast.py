@@ -7,7 +7,9 @@ exactness for CPU speed:
 - ``"bf16"``: the whole network runs under CPU autocast in bfloat16 (matrix products and
   convolutions in bf16, which uses AMX / AVX512-BF16 units where the CPU has them; norms,
   softmax and the STFT stay in float32). Inputs and outputs are float32. Fastest; the error
-  grows with the depth of the convolutional branches.
+  grows with the depth of the convolutional branches. For HTDemucs the U-Net activations are
+  kept channels last (oneDNN's bf16 convolutions otherwise transpose every input and output,
+  which cost more than the convolutions saved), with layout-preserving GroupNorm and GLU.
 - ``"bf16-transformer"`` (HTDemucs only): only the cross-domain transformer (most of the FLOPs)
   runs in bfloat16; the convolutional U-Nets stay float32. Much closer to exact.
 - ``"int8"``: dynamic int8 quantisation of the ``nn.Linear`` (and ``nn.LSTM``) layers: weights
@@ -90,6 +92,105 @@ def _with_bf16_transformer(model: nn.Module) -> nn.Module:
     return clone
 
 
+class _LayoutFreeGroupNorm(nn.Module):
+    """``norm`` (an ``nn.GroupNorm``, parameters shared) computed in float32 without first
+    copying a channels-last input to contiguous; one group only (other inputs go to ``norm``)."""
+
+    def __init__(self, norm: nn.GroupNorm) -> None:
+        super().__init__()
+        self.norm = norm
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        norm = self.norm
+        if x.is_contiguous() or norm.num_groups != 1:
+            return norm(x)
+        # each sample is one dense block in memory: normalise it as a flat (contiguous) vector
+        # with the native kernel, then view it back in the input's layout
+        order = sorted(range(1, x.dim()), key=lambda dim: -x.stride(dim))
+        permuted = x.permute(0, *order)
+        flat = permuted.reshape(x.shape[0], 1, -1)
+        normed = nn.functional.group_norm(flat.float(), 1, eps=norm.eps).view(permuted.shape)
+        y = normed.permute(0, *[order.index(dim) + 1 for dim in range(1, x.dim())])
+        if not norm.affine:
+            return y
+        channel = (1, -1) + (1,) * (x.dim() - 2)
+        return torch.addcmul(norm.bias.float().view(channel), y, norm.weight.float().view(channel))
+
+
+class _LayoutFreeGLU(nn.Module):
+    """``nn.GLU(1)`` that keeps a channels-last input's layout."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        from stemforge.models.layers.hybrid import glu_channels
+
+        return glu_channels(x)
+
+
+class _ChannelsLastConv(nn.Module):
+    """A ``Conv1d``/``Conv2d``/``ConvTranspose1d``/``ConvTranspose2d`` run as its 2-D form on
+    channels-last bfloat16 tensors, with the weight converted once (autocast would convert it on
+    every call). 1-D inputs ``(B, C, T)`` are treated as ``(B, C, 1, T)`` images; the output has
+    the input's rank and is channels last (strides ``(T * C, 1, C)`` for 1-D)."""
+
+    def __init__(self, conv: nn.Module) -> None:
+        super().__init__()
+        self.transposed = isinstance(conv, (nn.ConvTranspose1d, nn.ConvTranspose2d))
+        self.one_d = isinstance(conv, (nn.Conv1d, nn.ConvTranspose1d))
+        weight = conv.weight.detach()
+        if self.one_d:
+            weight = weight.unsqueeze(2)
+            self.stride, self.padding, self.dilation = ((1, conv.stride[0]), (0, conv.padding[0]),
+                                                        (1, conv.dilation[0]))
+            self.output_padding = (0, conv.output_padding[0]) if self.transposed else None
+        else:
+            self.stride, self.padding, self.dilation = conv.stride, conv.padding, conv.dilation
+            self.output_padding = conv.output_padding if self.transposed else None
+        self.groups = conv.groups
+        self.weight = weight.to(torch.bfloat16).contiguous(memory_format=torch.channels_last)
+        self.bias = None if conv.bias is None else conv.bias.detach().to(torch.bfloat16)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        image = x.unsqueeze(2) if self.one_d else x
+        image = image.to(torch.bfloat16).contiguous(memory_format=torch.channels_last)
+        if self.transposed:
+            out = nn.functional.conv_transpose2d(image, self.weight, self.bias, self.stride,
+                                                 self.padding, self.output_padding, self.groups,
+                                                 self.dilation)
+        else:
+            out = nn.functional.conv2d(image, self.weight, self.bias, self.stride, self.padding,
+                                       self.dilation, self.groups)
+        return out.squeeze(2) if self.one_d else out
+
+
+_CONVS = (nn.Conv1d, nn.Conv2d, nn.ConvTranspose1d, nn.ConvTranspose2d)
+
+
+def _clone_tree(module: nn.Module) -> nn.Module:
+    """A copy of ``module``'s tree of submodules that shares every parameter and buffer, so
+    that submodules can be swapped in the copy without touching the original."""
+    clone = copy.copy(module)
+    clone._modules = {name: (_clone_tree(child) if child is not None else None)
+                      for name, child in module._modules.items()}
+    return clone
+
+
+def _channels_last_clone(model: nn.Module) -> nn.Module:
+    """For the bf16 mode: a parameter-sharing copy of an HTDemucs ``model`` whose U-Net runs on
+    channels-last activations, with GroupNorm/GLU modules that keep that layout."""
+    clone = _clone_tree(model)
+    slots = [(module, name, child) for module in clone.modules()
+             for name, child in module._modules.items()]
+    for module, name, child in slots:
+        if isinstance(child, nn.GroupNorm):
+            module._modules[name] = _LayoutFreeGroupNorm(child)
+        elif isinstance(child, _CONVS) and child.padding_mode == "zeros":
+            module._modules[name] = _ChannelsLastConv(child)
+        elif isinstance(child, nn.GLU) and child.dim == 1:
+            module._modules[name] = _LayoutFreeGLU()
+    clone.channels_last = True
+    return clone
+
+
 def _quantise_int8(model: nn.Module) -> nn.Module:
     from torch.ao.quantization import quantize_dynamic
 
@@ -111,4 +212,6 @@ def make_fast(model: nn.Module, mode: str) -> nn.Module:
                         type(model).__name__)
             return model
         return FastModel(_with_bf16_transformer(model), mode)
+    if hasattr(model, "channels_last"):
+        return FastModel(_channels_last_clone(model), mode)
     return FastModel(model, mode)

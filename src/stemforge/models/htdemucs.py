@@ -142,6 +142,9 @@ class HTDemucs(nn.Module):
         self.hop_length = nfft // 4
         self.wiener_iters = wiener_iters
         self.end_iters = end_iters
+        # Memory layout of the U-Net activations; the fast bf16 mode switches both to channels
+        # last (what oneDNN's bf16 convolutions want), the exact path keeps them contiguous.
+        self.channels_last = False
 
         self.freq_emb: Optional[ScaledEmbedding] = None
         self.freq_emb_scale = freq_emb
@@ -291,12 +294,14 @@ class HTDemucs(nn.Module):
         stdt = mix.std(dim=(1, 2), keepdim=True)
         xt = (mix - meant) / (1e-5 + stdt)
 
+        if self.channels_last:
+            x, xt = x.contiguous(memory_format=torch.channels_last), _channels_last_1d(xt)
         x, xt = self._unet(x, xt)
 
         n_sources = len(self.sources)
-        x = x.view(batch, n_sources, -1, freqs, frames) * std[:, None] + mean[:, None]
+        x = x.reshape(batch, n_sources, -1, freqs, frames) * std[:, None] + mean[:, None]
         spec_out = self._spectral_output(z, x, length)
-        xt = xt.view(batch, n_sources, -1, length) * stdt[:, None] + meant[:, None]
+        xt = xt.reshape(batch, n_sources, -1, length) * stdt[:, None] + meant[:, None]
         return (xt + spec_out)[..., :original_length]
 
     def _spectral_output(self, z: torch.Tensor, x: torch.Tensor, length: int) -> torch.Tensor:
@@ -367,3 +372,8 @@ class HTDemucs(nn.Module):
         """Apply a 1x1 ``Conv1d`` to ``x: (B, C, F, T)`` by flattening ``F`` and ``T``."""
         b, c, fr, t = x.shape
         return conv(x.reshape(b, c, fr * t)).view(b, -1, fr, t)
+
+
+def _channels_last_1d(x: torch.Tensor) -> torch.Tensor:
+    """``x: (B, C, T)`` with channels as the fastest axis (strides ``(T * C, 1, C)``)."""
+    return x.transpose(1, 2).contiguous().transpose(1, 2)

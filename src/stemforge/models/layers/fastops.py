@@ -61,7 +61,7 @@ def conv_transpose(module: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
     :func:`conv_transpose_by_gemm` when its geometry allows (kernel = 2 * stride along the
     upsampled axis, no padding / dilation / groups, float32 on the CPU, inference: the
     ``out=`` sums are not differentiable)."""
-    if _gemm_transposed_ok(module, x):
+    if isinstance(module, (torch.nn.ConvTranspose1d, torch.nn.ConvTranspose2d)) and _gemm_transposed_ok(module, x):
         return conv_transpose_by_gemm(x, module.weight, module.bias, module.stride[0])
     return module(x)
 
@@ -85,7 +85,9 @@ def apply_by_row_blocks(fn: Callable[[torch.Tensor], torch.Tensor], y: torch.Ten
     Equivalent to ``fn(y.permute(0, 2, 1, 3).reshape(B * F, C, T))`` permuted back, for an ``fn``
     that treats rows independently (a DConv: convolutions along T, one-group norms per row),
     but computed block by block so that the intermediates stay in cache (with one intra-op
-    thread; with several, in one block). Returns a contiguous ``(B, C, F, T)`` tensor.
+    thread; with several, in one block). Returns a ``(B, C, F, T)`` tensor in ``y``'s memory
+    layout (contiguous for a contiguous ``y``; channels last for channels last, whose rows are
+    then handed to ``fn`` channels last, without copies).
     """
     batch, channels, freqs, frames = y.shape
     step = max(1, block_elements // max(1, channels * frames * batch))
@@ -93,7 +95,7 @@ def apply_by_row_blocks(fn: Callable[[torch.Tensor], torch.Tensor], y: torch.Ten
         # many small parallel regions cost more in thread synchronisation than the cache
         # saves (measured: up to 3x slower with 2 threads on a busy machine): one block
         step = freqs
-    out = torch.empty_like(y, memory_format=torch.contiguous_format)
+    out = torch.empty_like(y)
     for start in range(0, freqs, step):
         rows = y[:, :, start:start + step].transpose(1, 2)  # (B, f, C, T)
         count = rows.shape[1]

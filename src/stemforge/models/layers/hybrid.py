@@ -65,6 +65,18 @@ class ScaledEmbedding(nn.Module):
         return self.embedding(x) * self.scale
 
 
+def glu_channels(y: torch.Tensor) -> torch.Tensor:
+    """GLU over the channel axis (1) of ``y: (B, 2C, ...)`` -> ``(B, C, ...)``.
+
+    Contiguous tensors use ``F.glu`` (the exact path); channels-last tensors (fast bf16 mode) are
+    gated elementwise, which keeps their layout instead of copying them to contiguous first.
+    """
+    if y.is_contiguous():
+        return F.glu(y, dim=1)
+    value, gate = y.chunk(2, dim=1)
+    return value * torch.sigmoid(gate)
+
+
 def _norm_factory(norm: bool, groups: int):
     def make(dim: int) -> nn.Module:
         return nn.GroupNorm(groups, dim) if norm else nn.Identity()
@@ -139,7 +151,7 @@ class HEncLayer(nn.Module):
         if self.dconv is not None:
             y = _dconv_over_freqs(self.dconv, y) if self.freq else self.dconv(y)
         if self.rewrite is not None:
-            return F.glu(self.norm2(self.rewrite(y)), dim=1)
+            return glu_channels(self.norm2(self.rewrite(y)))
         return y
 
 
@@ -193,7 +205,7 @@ class HDecLayer(nn.Module):
     def _body(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
         y = x + skip
         if self.rewrite is not None:
-            y = F.glu(self.norm1(self.rewrite(y)), dim=1)
+            y = glu_channels(self.norm1(self.rewrite(y)))
         if self.dconv is not None:
             y = _dconv_over_freqs(self.dconv, y) if self.freq else self.dconv(y)
         return y
@@ -201,7 +213,7 @@ class HDecLayer(nn.Module):
     def forward(self, x: torch.Tensor, skip: torch.Tensor | None,
                 length: int | None) -> tuple[torch.Tensor, torch.Tensor]:
         if self.freq and x.dim() == 3:
-            x = x.view(x.shape[0], self.chin, -1, x.shape[-1])
+            x = x.reshape(x.shape[0], self.chin, -1, x.shape[-1])
         if self.empty:
             if skip is not None:
                 raise ValueError("an empty decoder layer takes no skip connection")
