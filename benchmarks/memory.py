@@ -32,9 +32,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         default=["stemforge", "reference"])
     parser.add_argument("--stemforge-args", default="", help="extra stemforge separate arguments")
     parser.add_argument("--reference-jobs", type=int, default=None, help="reference -j (default: its own)")
-    parser.add_argument("--threads", type=int, default=1,
-                        help="OMP_NUM_THREADS for both programs (0: leave unset); memory does not "
-                             "depend on it and one thread keeps hour-long runs short on a busy machine")
+    parser.add_argument("--threads", type=int, default=0,
+                        help="OMP_NUM_THREADS for both programs (0: leave unset, the programs' "
+                             "defaults). Peak RSS does depend on it: stemforge on a 30 s track "
+                             "peaked at 1214 MB with 1 thread and 1376 MB with the default 2")
     parser.add_argument("--workdir", type=Path, default=None, help="keep files here")
     parser.add_argument("--name", default="memory", help="results file name")
     return parser.parse_args(argv)
