@@ -138,3 +138,10 @@ def test_channels_last_conv_matches_the_convolution(conv):
         fast = _ChannelsLastConv(conv)(x)
     assert fast.shape == exact.shape and fast.dtype == torch.bfloat16
     assert sdr(exact, fast.float()) > 35
+
+
+def test_bf16_weights_follow_the_model_to_another_device():
+    fast = make_fast(small_model(), "bf16")
+    fast.to("meta")
+    assert fast.inner.encoder[0].conv.weight.device.type == "meta"
+    assert fast.inner.encoder[0].conv.bias.device.type == "meta"

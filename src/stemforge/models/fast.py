@@ -146,8 +146,11 @@ class _ChannelsLastConv(nn.Module):
             self.stride, self.padding, self.dilation = conv.stride, conv.padding, conv.dilation
             self.output_padding = conv.output_padding if self.transposed else None
         self.groups = conv.groups
-        self.weight = weight.to(torch.bfloat16).contiguous(memory_format=torch.channels_last)
-        self.bias = None if conv.bias is None else conv.bias.detach().to(torch.bfloat16)
+        # buffers (not saved): they follow the model's .to(device), e.g. an out-of-memory fallback
+        self.register_buffer("weight", weight.to(torch.bfloat16).contiguous(
+            memory_format=torch.channels_last), persistent=False)
+        self.register_buffer("bias", None if conv.bias is None else
+                             conv.bias.detach().to(torch.bfloat16), persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         image = x.unsqueeze(2) if self.one_d else x
