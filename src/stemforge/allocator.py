@@ -7,6 +7,12 @@ Two measured effects on a separation with the official htdemucs model (2 cores):
 - Every thread that allocates gets its own glibc arena, and each arena keeps its peak; with two
   segments computed in parallel, :func:`limit_malloc_arenas` (``mallopt(M_ARENA_MAX, 2)``) cut
   peak RSS from 1.81 to 1.53 GB on a 30 s track. It must run before the worker threads start.
+- Blocks above glibc's mmap threshold (at most 32 MB) are mapped on every allocation and
+  unmapped on every free, so each model forward faults its large activations in again and the
+  kernel zeroes them: ~490k page faults per htdemucs forward with 2 threads.
+  :func:`reuse_freed_pages` (no mmap, no automatic trimming) keeps freed pages in the heap for
+  the next forward: htdemucs forward 2.18 -> 1.71 s with 2 threads, 3.71 -> 3.51 s with 1, for
+  ~100 MB more peak RSS (the heap keeps its high-water mark, which does not grow with the track).
 """
 from __future__ import annotations
 
@@ -19,7 +25,11 @@ from typing import Optional
 
 logger = logging.getLogger(__name__)
 
-_M_ARENA_MAX = -8  # from glibc's malloc.h
+# mallopt parameters, from glibc's malloc.h
+_M_TRIM_THRESHOLD = -1
+_M_MMAP_MAX = -4
+_M_ARENA_MAX = -8
+_NEVER_TRIM = 2**31 - 1  # bytes (mallopt takes an int)
 
 
 @lru_cache(maxsize=1)
@@ -51,4 +61,17 @@ def limit_malloc_arenas(arenas: int = 2) -> bool:
         return False
     ok = bool(libc.mallopt(_M_ARENA_MAX, arenas))
     logger.debug("malloc arenas limited to %d: %s", arenas, ok)
+    return ok
+
+
+def reuse_freed_pages() -> bool:
+    """Serve every allocation from the heap and never shrink it automatically, so the pages a
+    forward frees are reused by the next one instead of being unmapped and faulted in again.
+    Call once, before the model loads; :func:`release_free_memory` still returns free pages on
+    demand. True if it ran (glibc)."""
+    libc = _glibc()
+    if libc is None:
+        return False
+    ok = bool(libc.mallopt(_M_MMAP_MAX, 0)) and bool(libc.mallopt(_M_TRIM_THRESHOLD, _NEVER_TRIM))
+    logger.debug("malloc: no mmap, no automatic trim: %s", ok)
     return ok
