@@ -26,16 +26,24 @@ def test_helpers_are_noops_without_glibc(monkeypatch):
 
 _FAULTS_OF_REALLOCATING = textwrap.dedent("""
     import resource, sys
-    import numpy as np
+    import torch
     from stemforge import allocator
     if sys.argv[1] == "reuse":
         assert allocator.reuse_freed_pages()
-    block = np.ones(64 << 20, dtype=np.uint8)  # above glibc's largest mmap threshold
-    del block
+
+    def forward():  # blocks above glibc's largest mmap threshold (32 MB), freed in another order
+        a = torch.ones(40 << 20, dtype=torch.uint8)
+        b = torch.ones(64 << 20, dtype=torch.uint8)
+        kept = a[:1] + b[:1]
+        del a
+        c = torch.ones(48 << 20, dtype=torch.uint8)
+        return kept
+
+    for _ in range(3):  # the heap reaches its high-water mark
+        forward()
     before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-    for _ in range(4):
-        block = np.ones(64 << 20, dtype=np.uint8)
-        del block
+    for _ in range(3):
+        forward()
     print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
 """)
 
@@ -47,6 +55,6 @@ def test_reused_pages_are_not_faulted_in_again():
                              capture_output=True, text=True).stdout
         return int(out.split()[-1])
 
-    pages = 4 * (64 << 20) // 4096
-    assert faults("default") > pages // 2  # each 64 MB block is mapped and zeroed afresh
+    pages = 3 * ((40 + 64 + 48) << 20) // 4096
+    assert faults("default") > pages // 2  # each block is mapped and zeroed afresh
     assert faults("reuse") < pages // 20
