@@ -4,6 +4,7 @@ from __future__ import annotations
 import julius
 import pytest
 import torch
+from torch.nn import functional as F
 from demucs import demucs as ref_demucs
 from demucs import hdemucs as ref_hdemucs
 from demucs import spec as ref_spec
@@ -217,3 +218,18 @@ def test_multiwrap(last):
     assert none is None
     assert _diff(da, db) <= TOL
     assert our_dec.layers[0].last == last
+
+
+@pytest.mark.parametrize("zero_frames,start,length", [((2, 2), 1536, 20 * 1024), ((0, 0), 0, 19 * 1024 + 100),
+                                                      ((1, 3), 100, 5000), ((2, 2), 0, 24 * 1024)])
+def test_time_major_istft_equals_torch_istft_with_zero_frames(zero_frames, start, length):
+    from stemforge.models.layers.spectral import ispectro, istft_time_major
+
+    torch.manual_seed(0)
+    z = torch.randn(3, 2, 2048, 20, dtype=torch.complex64)
+    padded = F.pad(F.pad(z, (0, 0, 0, 1)), zero_frames)  # Nyquist bin, then the zero frames
+    expected = ispectro(padded, 1024, length=start + length)[..., start:]
+    frames = F.pad(z.transpose(-1, -2), (0, 1))
+    got = istft_time_major(frames, 1024, length, zero_frames, start)
+    assert got.shape == expected.shape == (3, 2, length)
+    assert torch.allclose(got, expected, atol=2e-6, rtol=0)

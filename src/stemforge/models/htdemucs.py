@@ -25,7 +25,7 @@ from torch.nn import functional as F
 from stemforge.models.base import Segment
 from stemforge.models.layers.conv_blocks import rescale_module
 from stemforge.models.layers.hybrid import ScaledEmbedding, build_hybrid_unet, pad1d
-from stemforge.models.layers.spectral import ispectro, spectro
+from stemforge.models.layers.spectral import istft_time_major, spectro
 from stemforge.models.layers.transformer import CrossTransformerEncoder
 
 _NO_COMPLEX_DEVICES = ("mps", "xpu")
@@ -230,14 +230,13 @@ class HTDemucs(nn.Module):
         z = spectro(x, self.nfft, hop)[..., :-1, :]
         return z[..., 2:2 + frames]
 
-    def _ispec(self, z: torch.Tensor, length: int) -> torch.Tensor:
-        """Inverse of :meth:`_spec`: complex ``(..., F, frames)`` -> ``(..., length)``."""
+    def _ispec(self, frames: torch.Tensor, length: int) -> torch.Tensor:
+        """Inverse of :meth:`_spec` for time-major ``frames: (..., frames, nfft // 2 + 1)``
+        complex (Nyquist bin included) -> ``(..., length)``. The two edge frames :meth:`_spec`
+        dropped on each side count as zeros."""
         hop = self.hop_length
-        z = F.pad(z, (2, 2, 0, 1))  # restore the Nyquist bin and the dropped edge frames
         pad = hop // 2 * 3
-        padded_length = hop * math.ceil(length / hop) + 2 * pad
-        x = ispectro(z, hop, length=padded_length)
-        return x[..., pad:pad + length]
+        return istft_time_major(frames, hop, length, zero_frames=(2, 2), start=pad)
 
     def _magnitude(self, z: torch.Tensor) -> torch.Tensor:
         """Network input from ``z: (B, C, F, T)`` complex: real/imag as channels
@@ -248,18 +247,22 @@ class HTDemucs(nn.Module):
         return torch.view_as_real(z).permute(0, 1, 4, 2, 3).reshape(b, c * 2, fr, t)
 
     def _mask(self, z: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
-        """Complex source spectrograms ``(B, S, C, F, T)`` from the network output
-        ``m: (B, S, C', F, T)`` and the mixture ``z: (B, C, F, T)``."""
+        """Complex source spectrograms, time-major with a zero Nyquist bin, ``(B, S, C, T, F + 1)``,
+        from the network output ``m: (B, S, C', F, T)`` and the mixture ``z: (B, C, F, T)``."""
         if self.cac:
             b, s, _, fr, t = m.shape
-            out = m.view(b, s, -1, 2, fr, t).permute(0, 1, 2, 4, 5, 3)
-            return torch.view_as_complex(out.contiguous())
+            out = m.new_empty(b, s, m.shape[2] // 2, t, fr + 1, 2)
+            out[..., fr, :] = 0
+            # one copy from (re, im) channel pairs to interleaved time-major complex
+            out[..., :fr, :].copy_(m.view(b, s, -1, 2, fr, t).permute(0, 1, 2, 5, 4, 3))
+            return torch.view_as_complex(out)
         niters = self.end_iters if self.training else self.wiener_iters
         z = z[:, None]
         if niters < 0:
-            return z / (1e-8 + z.abs()) * m
-        # niters == 0: Wiener filtering without iterations keeps the mixture phase.
-        return torch.polar(m, torch.angle(z))
+            masked = z / (1e-8 + z.abs()) * m
+        else:  # niters == 0: Wiener filtering without iterations keeps the mixture phase.
+            masked = torch.polar(m, torch.angle(z))
+        return F.pad(masked.transpose(-1, -2), (0, 1))
 
     # ----------------------------------------------------------------------------------------
     # Forward

