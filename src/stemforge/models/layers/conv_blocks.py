@@ -13,6 +13,7 @@ import math
 import torch
 from torch import nn
 
+from stemforge.models.layers.fused_dconv import fused_dconv_layer, fusable_layer, usable_for
 from stemforge.models.layers.utils import frame_signal
 
 
@@ -197,7 +198,11 @@ class DConv(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         for layer in self.layers:
-            x = x + layer(x)
+            parts = fusable_layer(layer)
+            if parts is not None and usable_for(parts, x):
+                x = fused_dconv_layer(parts, x)  # same maths, fewer passes (inference)
+            else:
+                x = x + layer(x)
         return x
 
 
