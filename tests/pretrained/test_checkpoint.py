@@ -252,6 +252,29 @@ def test_state_mismatch_is_a_checkpoint_error(tmp_path: Path):
         load_official(path)
 
 
+def test_loading_takes_the_stored_tensors_without_initialising(tmp_path: Path, monkeypatch):
+    """Models are built on the meta device: random initialisation touches no real memory,
+    every parameter is a real tensor afterwards, and a wrong shape is still refused."""
+    package = official_package(ref_hdemucs())
+    path = save_official(package, tmp_path, "model")
+    initialised: list[bool] = []
+    real_init = torch.nn.init.kaiming_uniform_
+
+    def recording_init(tensor, *args, **kwargs):
+        initialised.append(tensor.is_meta)
+        return real_init(tensor, *args, **kwargs)
+
+    monkeypatch.setattr(torch.nn.init, "kaiming_uniform_", recording_init)
+    ours = load_official(path)
+    assert initialised and all(initialised)
+    assert not any(t.is_meta for t in ours.state_dict().values())
+    assert_same_state(ours, package["state"])
+    key = next(iter(package["state"]))
+    package["state"][key] = torch.zeros(3, 1, 2)
+    with pytest.raises(CheckpointError, match="do not fit"):
+        load_official(save_official(package, tmp_path, "bad"))
+
+
 def test_unsupported_class(tmp_path: Path):
     from demucs.apply import BagOfModels
 

@@ -544,14 +544,19 @@ def _merge_positional(arch: str, args: Any, kwargs: Any) -> dict[str, Any]:
 
 
 def load_state(model: nn.Module, state: Mapping[str, torch.Tensor], source: str) -> None:
-    """``load_state_dict(strict=True)`` after casting each tensor to the model's dtype."""
+    """``load_state_dict(strict=True)`` after casting each tensor to the model's dtype.
+
+    A model built on the meta device (see :func:`_build`) takes the tensors themselves."""
     own = model.state_dict()
     cast = {key: value.to(own[key].dtype) if key in own else value
             for key, value in state.items()}
+    on_meta = any(tensor.is_meta for tensor in own.values())
     try:
-        model.load_state_dict(cast, strict=True)
+        model.load_state_dict(cast, strict=True, assign=on_meta)
     except RuntimeError as exc:
         raise CheckpointError(f"{source}: weights do not fit the model: {exc}") from None
+    if on_meta and any(tensor.is_meta for tensor in model.state_dict().values()):
+        raise CheckpointError(f"{source}: weights do not fit the model (some were not stored)")
 
 
 def _model_from_package(package: Mapping[str, Any], path: Path) -> nn.Module:
@@ -576,8 +581,11 @@ def _model_from_package(package: Mapping[str, Any], path: Path) -> nn.Module:
 
 
 def _build(arch: str, config: dict[str, Any], path: Path) -> nn.Module:
+    """The module for ``arch`` on the meta device: no memory, no random initialisation; every
+    tensor comes from the file (:func:`load_state`)."""
     try:
-        return build_model(arch, config)
+        with torch.device("meta"):
+            return build_model(arch, config)
     except UnknownArchitectureError as exc:
         raise UnsupportedCheckpointError(f"{path}: {exc}") from None
     except (TypeError, ValueError, AssertionError) as exc:
