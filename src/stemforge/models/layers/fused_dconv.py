@@ -10,6 +10,7 @@ Here the statistics of ``y = W h + b`` come from the ``H x H`` second moments of
 in float64, so the variance does not suffer from cancellation), and the norm's affine map and the
 LayerScale are folded into per-row weights: one batched matrix product writes the normalised
 ``2C`` channels, a sigmoid gates half of them in place and one ``addcmul`` adds the residual.
+The dilated convolution into the hidden space is one GEMM over all taps plus shifted sums.
 Results agree with the module to float32 rounding (the variance is more accurate, not less).
 """
 from __future__ import annotations
@@ -34,6 +35,8 @@ def fusable_layer(layer: nn.Module) -> Optional[FusedParts]:
     conv1, norm1, act, conv2, norm2, glu, scale = parts
     shapes_ok = (isinstance(conv1, nn.Conv1d) and isinstance(conv2, nn.Conv1d)
                  and conv2.kernel_size == (1,) and conv1.groups == conv2.groups == 1
+                 and conv1.stride == (1,) and conv1.kernel_size[0] % 2 == 1
+                 and conv1.padding == (conv1.dilation[0] * (conv1.kernel_size[0] // 2),)
                  and conv1.bias is not None and conv2.bias is not None
                  and isinstance(act, (nn.GELU, nn.ReLU)) and isinstance(glu, nn.GLU) and glu.dim == 1
                  and isinstance(getattr(scale, "scale", None), torch.Tensor)
@@ -56,18 +59,41 @@ def fused_dconv_layer(parts: FusedParts, x: torch.Tensor) -> torch.Tensor:
     """``x + layer(x)`` for the parts returned by :func:`fusable_layer`; ``x: (R, C, T)``
     (rows independent) -> ``(R, C, T)``. Inference only (no autograd through the folded weights)."""
     conv1, norm1, act, conv2, norm2, scale = parts
-    h = F.conv1d(x, conv1.weight, conv1.bias, conv1.stride, conv1.padding, conv1.dilation)
+    h = _same_conv_by_gemm(x, conv1)
     h = act(F.group_norm(h, 1, norm1.weight, norm1.bias, norm1.eps))  # (R, H, T)
-    weight, bias = _normalised_expansion(h, conv2, norm2, scale)
-    y = torch.baddbmm(bias, weight, h)  # (R, 2C, T): LayerScale * norm(value), norm(gate)
-    value, gate = y.chunk(2, dim=1)
+    weight = _normalised_expansion(h, conv2, norm2, scale)
+    # the bias rides in the product as the weight of a constant row (no separate pass)
+    y = torch.bmm(weight, torch.cat([h, h.new_ones(h.shape[0], 1, h.shape[2])], dim=1))
+    value, gate = y.chunk(2, dim=1)  # (R, 2C, T): LayerScale * norm(value), norm(gate)
     return torch.addcmul(x, value, gate.sigmoid_())
 
 
+def _same_conv_by_gemm(x: torch.Tensor, conv: nn.Conv1d) -> torch.Tensor:
+    """``conv(x)`` for an odd kernel with "same" padding, ``x: (R, C, T)`` -> ``(R, H, T)``: one
+    GEMM for all taps, then the taps' outputs shifted by their dilated offsets and summed
+    (the direct convolution is ~2.5x slower for these few output channels)."""
+    hidden, _, kernel = conv.weight.shape
+    dilation = conv.dilation[0]
+    steps = x.shape[-1]
+    taps = torch.matmul(conv.weight.permute(2, 0, 1).reshape(kernel * hidden, -1), x)  # (R, K*H, T)
+    centre = kernel // 2
+    out = taps[:, centre * hidden:(centre + 1) * hidden] + conv.bias[:, None]
+    for k in range(kernel):
+        shift = (k - centre) * dilation  # tap k reads x[t + shift]
+        if k == centre or abs(shift) >= steps:
+            continue
+        tap = taps[:, k * hidden:(k + 1) * hidden]
+        if shift > 0:
+            out[:, :, :steps - shift] += tap[:, :, shift:]
+        else:
+            out[:, :, -shift:] += tap[:, :, :steps + shift]
+    return out
+
+
 def _normalised_expansion(h: torch.Tensor, conv: nn.Conv1d, norm: nn.GroupNorm, scale: nn.Module
-                          ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-row weights ``(R, 2C, H)`` and biases ``(R, 2C, 1)`` such that ``weight @ h + bias``
-    is ``GroupNorm(conv(h))``, with the value half (the first ``C`` channels) also multiplied by
+                          ) -> torch.Tensor:
+    """Per-row weights ``(R, 2C, H + 1)`` (the bias last) such that ``weight @ [h; 1]`` is
+    ``GroupNorm(conv(h))``, with the value half (the first ``C`` channels) also multiplied by
     the LayerScale. ``h: (R, H, T)``."""
     steps = h.shape[-1]
     w = conv.weight[:, :, 0].double()  # (2C, H)
@@ -86,6 +112,6 @@ def _normalised_expansion(h: torch.Tensor, conv: nn.Conv1d, norm: nn.GroupNorm, 
     layer_scale = torch.cat([scale.scale.double(), torch.ones(channels, dtype=torch.float64,
                                                               device=w.device)])
     gain = gain * layer_scale
-    weight = (gain[:, :, None] * w).to(h.dtype)
-    bias = ((b - mean[:, None]) * gain + norm.bias.double() * layer_scale).to(h.dtype)
-    return weight, bias[:, :, None]
+    weight = gain[:, :, None] * w
+    bias = (b - mean[:, None]) * gain + norm.bias.double() * layer_scale
+    return torch.cat([weight, bias[:, :, None]], dim=2).to(h.dtype)
