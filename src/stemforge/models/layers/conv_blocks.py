@@ -211,6 +211,8 @@ _RESCALED = (nn.Conv1d, nn.ConvTranspose1d, nn.Conv2d, nn.ConvTranspose2d)
 
 def rescale_conv(conv: nn.Module, reference: float) -> None:
     """Divide a convolution's weight and bias by ``sqrt(std(weight) / reference)``."""
+    if conv.weight.is_meta:  # built for checkpoint loading: the stored values come later
+        return
     with torch.no_grad():
         factor = (conv.weight.std() / reference) ** 0.5
         conv.weight.div_(factor)

@@ -48,10 +48,13 @@ class ScaledEmbedding(nn.Module):
     def __init__(self, num_embeddings: int, embedding_dim: int, scale: float = 10.0,
                  smooth: bool = False) -> None:
         super().__init__()
-        self.embedding = nn.Embedding(num_embeddings, embedding_dim)
+        # the weight is drawn like nn.Embedding's own init (same RNG use); passing it skips the
+        # in-place normal_, which on the meta device (checkpoint loading) imports torch._dynamo
+        self.embedding = nn.Embedding(num_embeddings, embedding_dim,
+                                      _weight=torch.randn(num_embeddings, embedding_dim))
         with torch.no_grad():
             weight = self.embedding.weight
-            if smooth:
+            if smooth and not weight.is_meta:  # meta (checkpoint loading): values come later
                 counts = torch.arange(1, num_embeddings + 1).to(weight)
                 weight.copy_(weight.cumsum(dim=0) / counts.sqrt()[:, None])
             weight.div_(scale)

@@ -112,7 +112,10 @@ class BoostedEmbedding(nn.Module):
     def __init__(self, num_embeddings: int, embedding_dim: int, scale: float = 1.0,
                  boost: float = 3.0) -> None:
         super().__init__()
-        self.embedding = nn.Embedding(num_embeddings, embedding_dim)
+        # the weight is drawn like nn.Embedding's own init (same RNG use); passing it skips the
+        # in-place normal_, which on the meta device (checkpoint loading) imports torch._dynamo
+        self.embedding = nn.Embedding(num_embeddings, embedding_dim,
+                                      _weight=torch.randn(num_embeddings, embedding_dim))
         with torch.no_grad():
             self.embedding.weight.mul_(scale / boost)
         self.boost = boost
