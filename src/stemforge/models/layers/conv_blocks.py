@@ -13,7 +13,11 @@ import math
 import torch
 from torch import nn
 
-from stemforge.models.layers.fused_dconv import fused_dconv_layer, fusable_layer, usable_for
+from stemforge.models.layers.fused_dconv import (
+    fusable_layer,
+    fused_dconv_layer,
+    usable_for,
+)
 from stemforge.models.layers.utils import frame_signal
 
 

@@ -21,12 +21,10 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-
-
 FusedParts = tuple[nn.Conv1d, nn.GroupNorm, nn.Module, nn.Conv1d, nn.GroupNorm, nn.Module]
 
 
-def fusable_layer(layer: nn.Module) -> Optional[FusedParts]:
+def fusable_layer(layer: nn.Module) -> FusedParts | None:
     """The parts of a DConv layer ``[conv_k, norm, act, conv1x1, norm, GLU, LayerScale]`` with
     one-group norms, or ``None`` for any other structure (LSTM, local attention, no norm...)."""
     parts = list(layer) if isinstance(layer, nn.Sequential) else []
