@@ -15,7 +15,6 @@ Results agree with the module to float32 rounding (the variance is more accurate
 """
 from __future__ import annotations
 
-
 import torch
 from torch import nn
 from torch.nn import functional as F
