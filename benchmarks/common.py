@@ -158,7 +158,21 @@ def small_htdemucs_kwargs() -> dict[str, Any]:
                 bottom_channels=64, dconv_mode=3, segment=Fraction(39, 5))
 
 
-def make_repo(folder: Path, model: str = "official", seed: int = 1, bag: bool = True) -> dict[str, str]:
+def set_layer_scales(model, value: float | None):
+    """Fill every LayerScale of ``model`` with ``value`` (None: leave the init, 1e-4 / 1e-3, which
+    hides most residual branches and flatters fast modes; trained models have far larger ones)."""
+    import torch
+
+    if value is not None:
+        with torch.no_grad():
+            for name, param in model.named_parameters():
+                if name.endswith(".scale"):
+                    param.fill_(value)
+    return model
+
+
+def make_repo(folder: Path, model: str = "official", seed: int = 1, bag: bool = True,
+              layer_scale: float | None = None) -> dict[str, str]:
     """Write a model folder usable by both ``--repo`` command lines.
 
     ``htdemucs`` (``955717e8-<sha>.th`` + ``htdemucs.yaml``): the official htdemucs
@@ -175,14 +189,17 @@ def make_repo(folder: Path, model: str = "official", seed: int = 1, bag: bool = 
     kwargs = official_htdemucs_kwargs() if model == "official" else small_htdemucs_kwargs()
     folder.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(seed)
-    first = save_official(official_package(HTDemucs(**kwargs)), folder, "955717e8")
+    def build():
+        return set_layer_scales(HTDemucs(**kwargs), layer_scale)
+
+    first = save_official(official_package(build()), folder, "955717e8")
     (folder / "htdemucs.yaml").write_text("models: ['955717e8']\n")
     names = {"htdemucs": f"{model} htdemucs config, random weights ({first.name})"}
     if bag:
         members = []
         for index in range(4):
             sig = f"f{index}bag{seed:03d}"
-            save_official(official_package(HTDemucs(**kwargs)), folder, sig)
+            save_official(official_package(build()), folder, sig)
             members.append(sig)
         (folder / "bag4.yaml").write_text(f"models: {members!r}\n")
         names["bag4"] = f"bag of 4 {model}-config htdemucs models, random weights"
@@ -209,6 +226,18 @@ def max_stem_difference(a: Path, b: Path) -> float | None:
     if not left or sorted(left) != sorted(right):
         return None
     return max(float(np.abs(left[k] - right[k]).max()) for k in left)
+
+
+def stems_sdr_db(reference: Path, estimate: Path) -> float | None:
+    """SDR (dB) of all of ``estimate``'s stems against ``reference``'s, pooled over stems and
+    samples (how far a fast mode is from the exact output); None if the folders differ, inf if
+    equal."""
+    left, right = read_stems(reference), read_stems(estimate)
+    if not left or sorted(left) != sorted(right):
+        return None
+    signal = sum(float(np.square(left[k], dtype=np.float64).sum()) for k in left)
+    error = sum(float(np.square(left[k].astype(np.float64) - right[k]).sum()) for k in left)
+    return float("inf") if error == 0 else 10 * float(np.log10(signal / error))
 
 
 # ------------------------------------------------------------------------------------------------

@@ -15,7 +15,7 @@ from typing import Callable
 
 import torch
 
-from common import (machine_info, markdown_table, median, publish, run_script,
+from common import (machine_info, markdown_table, median, publish, run_script, set_layer_scales,
                     small_htdemucs_kwargs)
 
 logger = logging.getLogger("benchmarks.forward")
@@ -29,12 +29,7 @@ def build_pair(model: str, seed: int = 0, layer_scale: float | None = None):
 
     kwargs = official_htdemucs_kwargs() if model == "official" else small_htdemucs_kwargs()
     torch.manual_seed(seed)
-    ref = RefHTDemucs(**kwargs).eval()
-    if layer_scale is not None:  # trained models have far larger residual scales than the init
-        with torch.no_grad():
-            for name, param in ref.named_parameters():
-                if name.endswith(".scale"):
-                    param.fill_(layer_scale)
+    ref = set_layer_scales(RefHTDemucs(**kwargs), layer_scale).eval()
     ours = HTDemucs(**kwargs).eval()
     ours.load_state_dict(ref.state_dict(), strict=True)
     return ref, ours, kwargs

@@ -17,7 +17,7 @@ import shlex
 from pathlib import Path
 
 from common import (make_repo, markdown_table, max_stem_difference, median, publish, run_script,
-                    work_directory, write_music)
+                    stems_sdr_db, work_directory, write_music)
 from runner import reference_argv, run_measured, stemforge_argv
 
 logger = logging.getLogger("benchmarks.speed")
@@ -36,6 +36,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="additional stemforge configurations, e.g. 'fast=--fast bf16'")
     parser.add_argument("--threads", type=int, default=0,
                         help="OMP_NUM_THREADS for both programs (default 0: unset, their defaults)")
+    parser.add_argument("--layer-scale", type=float, default=None,
+                        help="set every LayerScale of the random models (e.g. 0.5: trained-like "
+                             "residual branches, so that fast modes' SDR is not flattered)")
     parser.add_argument("--workdir", type=Path, default=None, help="keep files here")
     parser.add_argument("--name", default="speed", help="results file name")
     return parser.parse_args(argv)
@@ -88,6 +91,7 @@ def summarise(name: str, runs: dict[str, list], seconds: float) -> list[dict]:
             "speedup_vs_ref_default": base_default / wall,
             "speedup_vs_ref_best": base_best / wall,
             "max_abs_diff_vs_ref": max_stem_difference(reference_default, measured[0].out_dir),
+            "sdr_vs_ref_db": stems_sdr_db(reference_default, measured[0].out_dir),
             "walls_s": [round(r.wall_s, 3) for r in measured],
             "argv": measured[0].argv,
         })
@@ -100,7 +104,7 @@ def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     with work_directory(args.workdir, prefix="stemforge-speed-") as work:
         repo = work / "repo"
-        models = make_repo(repo, args.model, bag=not args.no_bag)
+        models = make_repo(repo, args.model, bag=not args.no_bag, layer_scale=args.layer_scale)
         track = write_music(work / "track.wav", args.seconds, seed=5)
         rows: list[dict] = []
         for name in models:
@@ -111,15 +115,16 @@ def main(argv: list[str] | None = None) -> dict:
 
 def report(args: argparse.Namespace, models: dict, rows: list[dict], final: bool = False) -> dict:
     payload = {"benchmark": "speed", "seconds": args.seconds, "model_config": args.model,
-               "models": models, "rounds": args.rounds, "omp_num_threads": args.threads or None, "stemforge_args": args.stemforge_args,
+               "models": models, "rounds": args.rounds, "layer_scale": args.layer_scale, "omp_num_threads": args.threads or None, "stemforge_args": args.stemforge_args,
                "variants": args.variant, "rows": rows}
     columns = ["model", "program", "wall_s", "rtf", "cpu_s", "peak_rss_mb", "speedup_vs_ref_default",
-               "speedup_vs_ref_best", "max_abs_diff_vs_ref"]
+               "speedup_vs_ref_best", "max_abs_diff_vs_ref", "sdr_vs_ref_db"]
     markdown = (f"# Separation speed, {args.seconds:g} s stereo 44.1 kHz, {args.model} htdemucs config "
-                f"(random weights), --shifts 0 --float32, CPU, median of {args.rounds} round(s)\n\n"
+                f"(random weights{'' if args.layer_scale is None else f', LayerScales {args.layer_scale:g}'}), --shifts 0 --float32, CPU, median of {args.rounds} round(s)\n\n"
                 f"Speed-ups are reference wall time / program wall time, measured in the same run. "
                 f"max_abs_diff_vs_ref: largest sample difference of the stems vs the reference at "
-                f"its default settings.\n\n{markdown_table(rows, columns)}\n")
+                f"its default settings; sdr_vs_ref_db: SDR of the stems against the reference's (how "
+                f"far a fast mode is from the exact output).\n\n{markdown_table(rows, columns)}\n")
     return publish(args.name, payload, markdown, show=final)
 
 
