@@ -1,6 +1,7 @@
 """Opt-in fast modes: close to the exact output (SDR >= 30 dB), same interface, original untouched."""
 from __future__ import annotations
 
+import math
 from fractions import Fraction
 
 import pytest
@@ -44,9 +45,21 @@ def mix() -> torch.Tensor:
     return torch.randn(1, 2, 22050, generator=torch.Generator().manual_seed(1))
 
 
+def tonal_mix() -> torch.Tensor:
+    """Music-like input: a few low partials and quiet noise (white noise flatters bf16: on music
+    the bf16 waveform branch once cost ~20 dB of SDR)."""
+    steps = torch.arange(22050) / 44100
+    tone = sum(0.3 * torch.sin(2 * math.pi * freq * steps + phase)
+               for freq, phase in [(110, 0.1), (220, 1.0), (330, 2.0), (660, 0.5)])
+    noise = 0.01 * torch.randn(1, 2, 22050, generator=torch.Generator().manual_seed(2))
+    return torch.stack([tone, tone.roll(37)])[None] + noise
+
+
 @pytest.mark.parametrize("mode", ["bf16", "bf16-transformer", "int8"])
 @pytest.mark.parametrize("layer_scale", [None, 0.1])
-def test_fast_output_close_to_exact(mode, layer_scale, mix):
+@pytest.mark.parametrize("tonal", [False, True])
+def test_fast_output_close_to_exact(mode, layer_scale, tonal, mix):
+    mix = tonal_mix() if tonal else mix
     model = small_model(layer_scale)
     with torch.inference_mode():
         exact = model(mix)
@@ -83,14 +96,22 @@ def test_bad_modes_raise():
 
 
 def test_bf16_mode_runs_the_unet_channels_last_and_shares_weights():
-    from stemforge.models.fast import _ChannelsLastConv
+    from stemforge.models.fast import _ChannelsLastConv, _Float32Layer
 
     model = small_model()
     fast = make_fast(model, "bf16")
     clone = fast.inner
     assert clone.channels_last and not model.channels_last
     convs = [m for m in clone.modules() if isinstance(m, _ChannelsLastConv)]
-    assert convs and not any(isinstance(m, torch.nn.Conv1d) for m in clone.modules())
+    waveform = {id(m) for layers in (clone.tencoder, clone.tdecoder) for layer in layers
+                for m in layer.modules()}
+    assert convs and not any(isinstance(m, torch.nn.Conv1d) for m in clone.modules()
+                             if id(m) not in waveform)
+    # the waveform branch stays float32: the original layers, wrapped, not converted
+    assert all(isinstance(layer, _Float32Layer) and layer.layer is original
+               for layer, original in zip(clone.tencoder, model.tencoder))
+    assert all(layer.layer is original for layer, original in zip(clone.tdecoder, model.tdecoder))
+    assert not any(isinstance(m, _ChannelsLastConv) for layer in clone.tencoder for m in layer.modules())
     shared = zip(clone.crosstransformer.parameters(), model.crosstransformer.parameters())
     assert all(a is b for a, b in shared)  # parameters are shared, not copied
     first = clone.encoder[0].conv
@@ -145,3 +166,41 @@ def test_bf16_weights_follow_the_model_to_another_device():
     fast.to("meta")
     assert fast.inner.encoder[0].conv.weight.device.type == "meta"
     assert fast.inner.encoder[0].conv.bias.device.type == "meta"
+
+
+@pytest.mark.slow
+def test_bf16_on_the_official_config_with_music_like_input():
+    """The full-size htdemucs with trained-like residual scales on a music-like input: bf16 with
+    the waveform branch in bf16 measured 17.6 dB on this input; with it kept float32 it passes."""
+    from tests.models.configs import official_htdemucs_kwargs
+
+    torch.manual_seed(0)
+    model = HTDemucs(**official_htdemucs_kwargs()).eval()
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if name.endswith(".scale"):
+                param.fill_(0.5)
+    mix = _decaying_tones(int(7.8 * 44100), seed=3)
+    with torch.inference_mode():
+        exact = model(mix)
+        for mode in ("bf16", "bf16-transformer"):
+            assert sdr(exact, make_fast(model, mode)(mix)) >= 30.0, mode
+
+
+def _decaying_tones(length: int, seed: int) -> torch.Tensor:
+    """``(1, 2, length)``: eight panned tones, each starting abruptly and decaying, over quiet
+    noise (like the benchmarks' generated music)."""
+    gen = torch.Generator().manual_seed(seed)
+    steps = torch.arange(length) / 44100
+
+    def uniform(low: float, high: float) -> float:
+        return low + (high - low) * float(torch.rand((), generator=gen))
+
+    out = 0.02 * torch.randn(2, length, generator=gen)
+    for _ in range(8):
+        freq, onset, decay = uniform(40, 3000), uniform(0, length / 44100), uniform(0.5, 4)
+        envelope = torch.exp(-(steps - onset).clamp_min(0) * decay) * (steps >= onset)
+        tone = torch.sin(2 * math.pi * freq * steps) * envelope * uniform(0.05, 0.25)
+        pan = uniform(0.1, 0.9)
+        out += torch.stack([pan * tone, (1 - pan) * tone])
+    return out[None]
