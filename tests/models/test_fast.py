@@ -22,12 +22,16 @@ def sdr(reference: torch.Tensor, estimate: torch.Tensor) -> float:
 
 def small_model(layer_scale: float | None = None, **overrides) -> HTDemucs:
     torch.manual_seed(0)
-    model = HTDemucs(**dict(SMALL, **overrides)).eval()
-    if layer_scale is not None:  # trained-like residual scales instead of the 1e-4 / 1e-3 init
+    return with_layer_scales(HTDemucs(**dict(SMALL, **overrides)).eval(), layer_scale)
+
+
+def with_layer_scales(model: HTDemucs, value: float | None) -> HTDemucs:
+    """``model`` with trained-like residual scales instead of the 1e-4 / 1e-3 init (None: init)."""
+    if value is not None:
         with torch.no_grad():
             for name, param in model.named_parameters():
                 if name.endswith(".scale"):
-                    param.fill_(layer_scale)
+                    param.fill_(value)
     return model
 
 
@@ -175,11 +179,7 @@ def test_bf16_on_the_official_config_with_music_like_input():
     from tests.models.configs import official_htdemucs_kwargs
 
     torch.manual_seed(0)
-    model = HTDemucs(**official_htdemucs_kwargs()).eval()
-    with torch.no_grad():
-        for name, param in model.named_parameters():
-            if name.endswith(".scale"):
-                param.fill_(0.5)
+    model = with_layer_scales(HTDemucs(**official_htdemucs_kwargs()).eval(), 0.5)
     mix = _decaying_tones(int(7.8 * 44100), seed=3)
     with torch.inference_mode():
         exact = model(mix)

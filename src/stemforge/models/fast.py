@@ -187,7 +187,10 @@ class _Float32Layer(nn.Module):
     def __init__(self, layer: nn.Module) -> None:
         super().__init__()
         self.layer = layer
-        self.empty = getattr(layer, "empty", False)
+
+    @property
+    def empty(self) -> bool:
+        return getattr(self.layer, "empty", False)
 
     def forward(self, *args):
         args = tuple(a.float().contiguous() if isinstance(a, torch.Tensor) else a for a in args)
@@ -200,14 +203,7 @@ def _channels_last_clone(model: nn.Module) -> nn.Module:
     channels-last activations, with GroupNorm/GLU modules that keep that layout; the waveform
     branch's layers stay float32 (see :class:`_Float32Layer`)."""
     clone = _clone_tree(model)
-    float32_layers = set()
-    for name in ("tencoder", "tdecoder"):
-        layers = clone._modules.get(name)
-        if layers is not None:
-            for index, layer in enumerate(layers):
-                layers[index] = _Float32Layer(getattr(model, name)[index])
-                float32_layers.add(id(layers[index]))
-    slots = [(module, name, child) for module in _modules_outside(clone, float32_layers)
+    slots = [(module, name, child) for module in clone.modules()
              for name, child in module._modules.items()]
     for module, name, child in slots:
         if isinstance(child, nn.GroupNorm):
@@ -216,19 +212,15 @@ def _channels_last_clone(model: nn.Module) -> nn.Module:
             module._modules[name] = _ChannelsLastConv(child)
         elif isinstance(child, nn.GLU) and child.dim == 1:
             module._modules[name] = _LayoutFreeGLU()
+    # after the swaps above (which only touched the clone's copies): the waveform layers are
+    # replaced by the original float32 ones
+    for name in ("tencoder", "tdecoder"):
+        layers = clone._modules.get(name)
+        if layers is not None:
+            for index, original in enumerate(getattr(model, name)):
+                layers[index] = _Float32Layer(original)
     clone.channels_last = True
     return clone
-
-
-def _modules_outside(root: nn.Module, stops: set[int]) -> list[nn.Module]:
-    """``root`` and its submodules, not descending into modules whose id is in ``stops``."""
-    found, todo = [], [root]
-    while todo:
-        module = todo.pop()
-        found.append(module)
-        todo.extend(child for child in module._modules.values()
-                    if child is not None and id(child) not in stops)
-    return found
 
 
 def _quantise_int8(model: nn.Module) -> nn.Module:
