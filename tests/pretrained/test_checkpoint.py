@@ -155,6 +155,24 @@ def test_garbled_files(tmp_path: Path, valid_file: Path):
     _expect_clean_error(path)
 
 
+def test_flipped_tensor_byte_fails_the_crc(tmp_path: Path, valid_file: Path):
+    """Tensor data is read straight from the archive into the weights: its CRC is still checked."""
+    import zipfile
+
+    with zipfile.ZipFile(valid_file) as archive:
+        info = max(archive.infolist(), key=lambda member: member.file_size)  # a weight tensor
+        assert info.compress_type == zipfile.ZIP_STORED and "/data/" in info.filename
+        name_length = len(info.filename.encode())
+    data = bytearray(valid_file.read_bytes())
+    local_extra = int.from_bytes(data[info.header_offset + 28: info.header_offset + 30], "little")
+    start = info.header_offset + 30 + name_length + local_extra
+    data[start + info.file_size // 2] ^= 0x01
+    path = tmp_path / "flipped.th"
+    path.write_bytes(bytes(data))
+    assert "CRC mismatch" in str(_expect_clean_error(path))
+    assert load_official(valid_file) is not None  # the untouched file still loads
+
+
 def test_empty_file(tmp_path: Path):
     path = tmp_path / "empty.th"
     path.write_bytes(b"")

@@ -90,6 +90,14 @@ def test_wrong_checksum(repo):
         load_model_path(folder / "aaaa1111-deadbeef.th")
 
 
+def test_corrupt_file_reports_the_checksum_not_the_parse_error(repo):
+    folder, _ = repo
+    good = next(folder.glob("aaaa1111-*.th"))
+    good.write_bytes(good.read_bytes()[:100])  # unparseable and no longer matching its name
+    with pytest.raises(ChecksumError, match="corrupt or incomplete"):
+        load_from_repo("aaaa1111", folder)
+
+
 def test_list_repo(repo):
     folder, _ = repo
     listing = list_repo(folder)

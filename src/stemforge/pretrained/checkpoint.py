@@ -28,6 +28,7 @@ import os
 import pickle
 import struct
 import zipfile
+import zlib
 from collections import OrderedDict
 from dataclasses import dataclass
 from fractions import Fraction
@@ -347,11 +348,13 @@ def _element_size(dtype: torch.dtype) -> int:
     return torch.empty((), dtype=dtype).element_size()
 
 
-def _bytes_to_storage(data: bytes, dtype: torch.dtype, big_endian: bool = False
+def _bytes_to_storage(data: bytes | bytearray, dtype: torch.dtype, big_endian: bool = False
                       ) -> torch.UntypedStorage:
+    """A storage over ``data`` (shared if it is a ``bytearray``, else copied)."""
     if not data:
         return torch.UntypedStorage(0)
-    raw = torch.frombuffer(bytearray(data), dtype=torch.uint8)
+    raw = torch.frombuffer(data if isinstance(data, bytearray) else bytearray(data),
+                           dtype=torch.uint8)
     size = _element_size(dtype)
     if big_endian and size > 1:
         raw = raw.view(-1, size).flip(1).reshape(-1)
@@ -375,6 +378,32 @@ def _is_class_pid(pid: Any) -> bool:
             and isinstance(pid[1], ClassRef))
 
 
+_LOCAL_HEADER = struct.Struct("<4s22xHH")  # signature, ..., file name length, extra field length
+
+
+def _read_member(archive: zipfile.ZipFile, file: BinaryIO, name: str) -> bytearray:
+    """The bytes of one archive member, CRC-checked.
+
+    torch stores tensor data uncompressed; such members are read straight from ``file`` into the
+    buffer that becomes the tensor's storage (one copy instead of three: ``zipfile`` reads in
+    chunks, joins them into ``bytes``, and the storage needs a writable copy)."""
+    info = archive.getinfo(name)
+    if info.compress_type != zipfile.ZIP_STORED:
+        return bytearray(archive.read(name))
+    file.seek(info.header_offset)
+    header = file.read(_LOCAL_HEADER.size)
+    if len(header) != _LOCAL_HEADER.size or header[:4] != _ZIP_MAGIC:
+        raise CheckpointError(f"bad zip entry header for {name!r}")
+    name_length, extra_length = _LOCAL_HEADER.unpack(header)[1:]
+    file.seek(info.header_offset + _LOCAL_HEADER.size + name_length + extra_length)
+    data = bytearray(info.file_size)
+    if file.readinto(data) != info.file_size:
+        raise CheckpointError(f"tensor data {name!r} is truncated")
+    if zlib.crc32(data) != info.CRC:
+        raise CheckpointError(f"tensor data {name!r} is corrupt (CRC mismatch)")
+    return data
+
+
 def _read_zip(file: BinaryIO) -> Any:
     with zipfile.ZipFile(file) as archive:
         pickles = [n for n in archive.namelist() if n.endswith("data.pkl") and n.count("/") <= 1]
@@ -392,7 +421,7 @@ def _read_zip(file: BinaryIO) -> Any:
                 record = f"{prefix}data/{key}"
                 if record not in names:
                     raise CheckpointError(f"checkpoint is missing tensor data {record!r}")
-                data = archive.read(record)
+                data = _read_member(archive, file, record)
                 if len(data) < numel * _element_size(kind.dtype):
                     raise CheckpointError(f"tensor data {record!r} is shorter than declared")
                 storages[key] = _Storage(_bytes_to_storage(data, kind.dtype, big_endian),

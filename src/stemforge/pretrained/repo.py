@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import re
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -116,10 +117,23 @@ def list_repo(repo_dir: PathLike) -> dict[str, Path]:
 
 
 def load_entry(entry: ModelEntry) -> nn.Module:
-    """Verify the checksum from the file name (if any), then load the model."""
-    if entry.checksum is not None:
-        verify_checksum(entry.path, entry.checksum)
-    return load_model_file(entry.path)
+    """Load the model; with a checksum in the file name, only once the file is verified.
+
+    The sha256 runs in a thread while the file is parsed (hashing releases the GIL), so the check
+    costs no start-up time on a multi-core machine. A corrupt file reports the checksum mismatch
+    rather than whatever parse error the corruption caused.
+    """
+    if entry.checksum is None:
+        return load_model_file(entry.path)
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="sha256") as pool:
+        verified = pool.submit(verify_checksum, entry.path, entry.checksum)
+        try:
+            model = load_model_file(entry.path)
+        except Exception:
+            verified.result()  # raises ChecksumError if that is the cause
+            raise
+        verified.result()
+    return model
 
 
 def _member_resolver(models: dict[str, ModelEntry], where: Path) -> Callable[[str], nn.Module]:

@@ -48,16 +48,17 @@ class ScaledEmbedding(nn.Module):
     def __init__(self, num_embeddings: int, embedding_dim: int, scale: float = 10.0,
                  smooth: bool = False) -> None:
         super().__init__()
-        # the weight is drawn like nn.Embedding's own init (same RNG use); passing it skips the
-        # in-place normal_, which on the meta device (checkpoint loading) imports torch._dynamo
-        self.embedding = nn.Embedding(num_embeddings, embedding_dim,
-                                      _weight=torch.randn(num_embeddings, embedding_dim))
-        with torch.no_grad():
-            weight = self.embedding.weight
-            if smooth and not weight.is_meta:  # meta (checkpoint loading): values come later
+        # drawn like nn.Embedding's own init (same RNG use), but not on the meta device
+        # (checkpoint loading: values come later), where tensor ops fall into PyTorch's Python
+        # reference implementations, which import torch._dynamo / sympy (0.4-1 s)
+        weight = torch.empty(num_embeddings, embedding_dim)
+        if not weight.is_meta:
+            weight.normal_()
+            if smooth:
                 counts = torch.arange(1, num_embeddings + 1).to(weight)
-                weight.copy_(weight.cumsum(dim=0) / counts.sqrt()[:, None])
-            weight.div_(scale)
+                weight = weight.cumsum(dim=0) / counts.sqrt()[:, None]
+            weight /= scale
+        self.embedding = nn.Embedding(num_embeddings, embedding_dim, _weight=weight)
         self.scale = scale
 
     @property
