@@ -107,14 +107,20 @@ def test_bf16_mode_runs_the_unet_channels_last_and_shares_weights():
     clone = fast.inner
     assert clone.channels_last and not model.channels_last
     convs = [m for m in clone.modules() if isinstance(m, _ChannelsLastConv)]
-    waveform = {id(m) for layers in (clone.tencoder, clone.tdecoder) for layer in layers
-                for m in layer.modules()}
+    float32 = {id(m) for wrapper in clone.modules() if isinstance(wrapper, _Float32Layer)
+               for m in wrapper.modules()}
     assert convs and not any(isinstance(m, torch.nn.Conv1d) for m in clone.modules()
-                             if id(m) not in waveform)
-    # the waveform branch stays float32: the original layers, wrapped, not converted
+                             if id(m) not in float32)
+    # the waveform branch and the frequency layers' DConvs stay float32: the original modules,
+    # wrapped, not converted
     assert all(isinstance(layer, _Float32Layer) and layer.layer is original
                for layer, original in zip(clone.tencoder, model.tencoder))
     assert all(layer.layer is original for layer, original in zip(clone.tdecoder, model.tdecoder))
+    frequency_layers = list(zip(clone.encoder, model.encoder)) + list(zip(clone.decoder, model.decoder))
+    dconvs = [(layer.dconv, original.dconv) for layer, original in frequency_layers
+              if original.dconv is not None]
+    assert dconvs and all(isinstance(wrapped, _Float32Layer) and wrapped.layer is original
+                          for wrapped, original in dconvs)
     assert not any(isinstance(m, _ChannelsLastConv) for layer in clone.tencoder for m in layer.modules())
     shared = zip(clone.crosstransformer.parameters(), model.crosstransformer.parameters())
     assert all(a is b for a, b in shared)  # parameters are shared, not copied

@@ -300,6 +300,8 @@ class HTDemucs(nn.Module):
         if self.channels_last:
             x, xt = x.contiguous(memory_format=torch.channels_last), _channels_last_1d(xt)
         x, xt = self._unet(x, xt)
+        if self.channels_last:  # one pass back to float32 rows (the masking permutes them)
+            x = x.to(torch.float32, memory_format=torch.contiguous_format)
 
         n_sources = len(self.sources)
         x = x.reshape(batch, n_sources, -1, freqs, frames) * std[:, None] + mean[:, None]

@@ -69,18 +69,6 @@ class ScaledEmbedding(nn.Module):
         return self.embedding(x) * self.scale
 
 
-def glu_channels(y: torch.Tensor) -> torch.Tensor:
-    """GLU over the channel axis (1) of ``y: (B, 2C, ...)`` -> ``(B, C, ...)``.
-
-    Contiguous tensors use ``F.glu`` (the exact path); channels-last tensors (fast bf16 mode) are
-    gated elementwise, which keeps their layout instead of copying them to contiguous first.
-    """
-    if y.is_contiguous():
-        return F.glu(y, dim=1)
-    value, gate = y.chunk(2, dim=1)
-    return value * torch.sigmoid(gate)
-
-
 def _norm_factory(norm: bool, groups: int):
     def make(dim: int) -> nn.Module:
         return nn.GroupNorm(groups, dim) if norm else nn.Identity()
@@ -155,7 +143,7 @@ class HEncLayer(nn.Module):
         if self.dconv is not None:
             y = _dconv_over_freqs(self.dconv, y) if self.freq else self.dconv(y)
         if self.rewrite is not None:
-            return glu_channels(self.norm2(self.rewrite(y)))
+            return F.glu(self.norm2(self.rewrite(y)), dim=1)
         return y
 
 
@@ -209,7 +197,7 @@ class HDecLayer(nn.Module):
     def _body(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
         y = x + skip
         if self.rewrite is not None:
-            y = glu_channels(self.norm1(self.rewrite(y)))
+            y = F.glu(self.norm1(self.rewrite(y)), dim=1)
         if self.dconv is not None:
             y = _dconv_over_freqs(self.dconv, y) if self.freq else self.dconv(y)
         return y
