@@ -16,11 +16,15 @@ from typing import Sequence
 
 import torch
 from torch import nn
-from torch.nn import functional as F
 
 from stemforge.models.layers.conv_blocks import rescale_module
 from stemforge.models.layers.hybrid import build_hybrid_unet, pad1d
-from stemforge.models.layers.spectral import ispectro, spectro
+from stemforge.models.layers.spectral import (
+    complex_time_major,
+    istft_time_major,
+    spectro,
+    time_major,
+)
 
 
 class HDemucs(nn.Module):
@@ -104,19 +108,15 @@ class HDemucs(nn.Module):
         z = spectro(x, self.nfft, hop)[..., :-1, :]
         return z[..., 2:2 + frames]
 
-    def _ispec(self, z: torch.Tensor, length: int) -> torch.Tensor:
-        """Complex ``z: (..., nfft / 2, frames)`` -> waveform ``(..., length)``."""
+    def _ispec(self, frames: torch.Tensor, length: int) -> torch.Tensor:
+        """Inverse of :meth:`_spec` for time-major ``frames: (..., frames, nfft // 2 + 1)``
+        complex (Nyquist bin included) -> ``(..., length)``. For hybrid models the two edge
+        frames :meth:`_spec` dropped on each side count as zeros."""
         hop = self.hop_length
-        z = F.pad(z, (0, 0, 0, 1))
         if not self.hybrid:
-            return ispectro(z, hop, length)
-        z = F.pad(z, (2, 2))
-        pad = hop // 2 * 3
-        full = hop * math.ceil(length / hop)
-        if self.hybrid_old:
-            return ispectro(z, hop, length=full)[..., :length]
-        x = ispectro(z, hop, length=full + 2 * pad)
-        return x[..., pad:pad + length]
+            return istft_time_major(frames, hop, length)
+        start = 0 if self.hybrid_old else hop // 2 * 3
+        return istft_time_major(frames, hop, length, zero_frames=(2, 2), start=start)
 
     def _magnitude(self, z: torch.Tensor) -> torch.Tensor:
         """Network input from ``z: (B, C, F, T)``: real/imag as channels ``(B, 2C, F, T)`` (cac)
@@ -128,22 +128,22 @@ class HDemucs(nn.Module):
         return parts.reshape(batch, channels * 2, freqs, frames)
 
     def _mask(self, z: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
-        """Source spectrograms ``(B, S, C, F, T)`` from the mixture ``z: (B, C, F, T)`` and the
-        network output ``m: (B, S, C', F, T)``."""
+        """Complex source spectrograms, time-major with a zero Nyquist bin, ``(B, S, C, T, F + 1)``,
+        from the network output ``m: (B, S, C', F, T)`` and the mixture ``z: (B, C, F, T)``."""
         if self.cac:
-            batch, sources, _, freqs, frames = m.shape
-            parts = m.view(batch, sources, -1, 2, freqs, frames).permute(0, 1, 2, 4, 5, 3)
-            return torch.view_as_complex(parts.contiguous())
+            return complex_time_major(m)
         iters = self.end_iters if self.training else self.wiener_iters
         if iters < 0:
             z = z[:, None]
-            return z / (1e-8 + z.abs()) * m
-        if iters == 0:
+            masked = z / (1e-8 + z.abs()) * m
+        elif iters == 0:
             # Wiener filtering without EM iterations: magnitudes with the mixture phase.
-            return torch.polar(m, torch.angle(z)[:, None].expand_as(m))
-        raise NotImplementedError(
-            "HDemucs with cac=False and wiener_iters > 0 (multichannel Wiener EM) is not "
-            "supported by stemforge")
+            masked = torch.polar(m, torch.angle(z)[:, None].expand_as(m))
+        else:
+            raise NotImplementedError(
+                "HDemucs with cac=False and wiener_iters > 0 (multichannel Wiener EM) is not "
+                "supported by stemforge")
+        return time_major(masked)
 
     # ------------------------------------------------------------------ forward
     def forward(self, mix: torch.Tensor) -> torch.Tensor:

@@ -25,7 +25,12 @@ from torch.nn import functional as F
 from stemforge.models.base import Segment
 from stemforge.models.layers.conv_blocks import rescale_module
 from stemforge.models.layers.hybrid import ScaledEmbedding, build_hybrid_unet, pad1d
-from stemforge.models.layers.spectral import istft_time_major, spectro
+from stemforge.models.layers.spectral import (
+    complex_time_major,
+    istft_time_major,
+    spectro,
+    time_major,
+)
 from stemforge.models.layers.transformer import CrossTransformerEncoder
 
 _NO_COMPLEX_DEVICES = ("mps", "xpu")
@@ -250,19 +255,14 @@ class HTDemucs(nn.Module):
         """Complex source spectrograms, time-major with a zero Nyquist bin, ``(B, S, C, T, F + 1)``,
         from the network output ``m: (B, S, C', F, T)`` and the mixture ``z: (B, C, F, T)``."""
         if self.cac:
-            b, s, _, fr, t = m.shape
-            out = m.new_empty(b, s, m.shape[2] // 2, t, fr + 1, 2)
-            out[..., fr, :] = 0
-            # one copy from (re, im) channel pairs to interleaved time-major complex
-            out[..., :fr, :].copy_(m.view(b, s, -1, 2, fr, t).permute(0, 1, 2, 5, 4, 3))
-            return torch.view_as_complex(out)
+            return complex_time_major(m)
         niters = self.end_iters if self.training else self.wiener_iters
         z = z[:, None]
         if niters < 0:
             masked = z / (1e-8 + z.abs()) * m
         else:  # niters == 0: Wiener filtering without iterations keeps the mixture phase.
             masked = torch.polar(m, torch.angle(z))
-        return F.pad(masked.transpose(-1, -2), (0, 1))
+        return time_major(masked)
 
     # ----------------------------------------------------------------------------------------
     # Forward

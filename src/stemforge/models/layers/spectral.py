@@ -95,6 +95,23 @@ def istft_time_major(frames: torch.Tensor, hop_length: int, length: int,
     return out.view(*lead, length).to(frames.device)
 
 
+def complex_time_major(parts: torch.Tensor) -> torch.Tensor:
+    """Network output with (real, imaginary) channel pairs, ``parts: (..., 2C, F, T)`` real ->
+    complex frames ``(..., C, T, F + 1)``: time-major with a zero Nyquist bin, the layout
+    :func:`istft_time_major` takes, written in one copy."""
+    *lead, channels, freqs, count = parts.shape
+    out = parts.new_empty(*lead, channels // 2, count, freqs + 1, 2)
+    out[..., freqs, :] = 0
+    pairs = parts.view(*lead, channels // 2, 2, freqs, count)
+    out[..., :freqs, :].copy_(pairs.movedim(-3, -1).transpose(-3, -2))
+    return torch.view_as_complex(out)
+
+
+def time_major(spec: torch.Tensor) -> torch.Tensor:
+    """Complex ``spec: (..., F, T)`` -> ``(..., T, F + 1)``, time-major with a zero Nyquist bin."""
+    return torch.nn.functional.pad(spec.transpose(-1, -2), (0, 1))
+
+
 def _overlap_add(blocks: torch.Tensor) -> torch.Tensor:
     """``blocks: (N, T, K, hop)`` (frame ``t`` cut in ``K`` hops) -> ``(N, T + K - 1, hop)``:
     frame ``t``'s block ``k`` summed into output block ``t + k``."""
