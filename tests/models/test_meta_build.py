@@ -14,8 +14,10 @@ configs = {"HTDemucs": {"sources": ["a", "b"], "freq_emb": 0.2, "bottom_channels
            "Demucs": {"sources": ["a", "b"]}, "DemucsV2": {"sources": ["a", "b"]},
            "TFMaskUNet": {"sources": ["a", "b"]}}
 assert set(configs) == set(ARCHITECTURES), sorted(ARCHITECTURES)
+variants = list(configs.items())
+variants.append(("HTDemucs", dict(configs["HTDemucs"], t_emb="scaled")))  # BoostedEmbedding
 with torch.device("meta"):
-    for arch, config in configs.items():
+    for arch, config in variants:
         model = build_model(arch, config)
         assert all(p.is_meta for p in model.parameters()), arch
 slow_imports = ["torch._dynamo", "torch.fx.experimental.symbolic_shapes", "sympy"]

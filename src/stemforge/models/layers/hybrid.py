@@ -17,6 +17,7 @@ from torch.nn import functional as F
 
 from stemforge.models.layers.conv_blocks import DConv
 from stemforge.models.layers.fastops import apply_by_row_blocks, conv_transpose
+from stemforge.models.layers.utils import drawn_embedding
 
 
 def pad1d(x: torch.Tensor, paddings: tuple[int, int], mode: str = "constant",
@@ -48,17 +49,13 @@ class ScaledEmbedding(nn.Module):
     def __init__(self, num_embeddings: int, embedding_dim: int, scale: float = 10.0,
                  smooth: bool = False) -> None:
         super().__init__()
-        # drawn like nn.Embedding's own init (same RNG use), but not on the meta device
-        # (checkpoint loading: values come later), where tensor ops fall into PyTorch's Python
-        # reference implementations, which import torch._dynamo / sympy (0.4-1 s)
-        weight = torch.empty(num_embeddings, embedding_dim)
-        if not weight.is_meta:
-            weight.normal_()
+        def smooth_and_scale(weight: torch.Tensor) -> torch.Tensor:
             if smooth:
                 counts = torch.arange(1, num_embeddings + 1).to(weight)
                 weight = weight.cumsum(dim=0) / counts.sqrt()[:, None]
-            weight /= scale
-        self.embedding = nn.Embedding(num_embeddings, embedding_dim, _weight=weight)
+            return weight / scale
+
+        self.embedding = drawn_embedding(num_embeddings, embedding_dim, smooth_and_scale)
         self.scale = scale
 
     @property

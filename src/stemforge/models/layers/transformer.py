@@ -19,6 +19,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from stemforge.models.layers.conv_blocks import LayerScale
+from stemforge.models.layers.utils import drawn_embedding
 
 Activation = Callable[[torch.Tensor], torch.Tensor]
 
@@ -112,12 +113,8 @@ class BoostedEmbedding(nn.Module):
     def __init__(self, num_embeddings: int, embedding_dim: int, scale: float = 1.0,
                  boost: float = 3.0) -> None:
         super().__init__()
-        # the weight is drawn like nn.Embedding's own init (same RNG use); passing it skips the
-        # in-place normal_, which on the meta device (checkpoint loading) imports torch._dynamo
-        self.embedding = nn.Embedding(num_embeddings, embedding_dim,
-                                      _weight=torch.randn(num_embeddings, embedding_dim))
-        with torch.no_grad():
-            self.embedding.weight.mul_(scale / boost)
+        self.embedding = drawn_embedding(num_embeddings, embedding_dim,
+                                         lambda weight: weight * (scale / boost))
         self.boost = boost
 
     @property

@@ -1,9 +1,11 @@
-"""Pure tensor helpers used by the Demucs-family layers."""
+"""Pure tensor helpers used by the Demucs-family layers, and their embedding initialisation."""
 from __future__ import annotations
 
 import math
+from typing import Callable, Optional
 
 import torch
+from torch import nn
 from torch.nn import functional as F
 
 
@@ -45,3 +47,18 @@ def unet_pass(x: torch.Tensor, encoder, decoder, middle=None) -> torch.Tensor:
     for decode in decoder:
         x = decode(x + center_trim(skips.pop(), x))
     return x
+
+
+def drawn_embedding(num_embeddings: int, embedding_dim: int,
+                    init: Optional[Callable[[torch.Tensor], torch.Tensor]] = None) -> nn.Embedding:
+    """An ``nn.Embedding`` drawn like its own init (standard normal, same RNG use), then mapped
+    by ``init`` (a rescale, a smoothing...). On the meta device (checkpoint loading: the values
+    come from the file) nothing is drawn or mapped: random and in-place ops on meta tensors fall
+    into PyTorch's Python reference implementations, which import torch._dynamo / sympy
+    (0.4-1 s of start-up)."""
+    weight = torch.empty(num_embeddings, embedding_dim)
+    if not weight.is_meta:
+        weight.normal_()
+        if init is not None:
+            weight = init(weight)
+    return nn.Embedding(num_embeddings, embedding_dim, _weight=weight)
