@@ -158,19 +158,6 @@ def small_htdemucs_kwargs() -> dict[str, Any]:
                 bottom_channels=64, dconv_mode=3, segment=Fraction(39, 5))
 
 
-def set_layer_scales(model, value: float | None):
-    """Fill every LayerScale of ``model`` with ``value`` (None: leave the init, 1e-4 / 1e-3, which
-    hides most residual branches and flatters fast modes; trained models have far larger ones)."""
-    import torch
-
-    if value is not None:
-        with torch.no_grad():
-            for name, param in model.named_parameters():
-                if name.endswith(".scale"):
-                    param.fill_(value)
-    return model
-
-
 def make_repo(folder: Path, model: str = "official", seed: int = 1, bag: bool = True,
               layer_scale: float | None = None) -> dict[str, str]:
     """Write a model folder usable by both ``--repo`` command lines.
@@ -183,14 +170,14 @@ def make_repo(folder: Path, model: str = "official", seed: int = 1, bag: bool = 
     import torch
     from demucs.htdemucs import HTDemucs
 
-    from tests.models.configs import official_htdemucs_kwargs
+    from tests.models.configs import official_htdemucs_kwargs, with_layer_scales
     from tests.reference import official_package, save_official
 
     kwargs = official_htdemucs_kwargs() if model == "official" else small_htdemucs_kwargs()
     folder.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(seed)
     def build():
-        return set_layer_scales(HTDemucs(**kwargs), layer_scale)
+        return with_layer_scales(HTDemucs(**kwargs), layer_scale)
 
     first = save_official(official_package(build()), folder, "955717e8")
     (folder / "htdemucs.yaml").write_text("models: ['955717e8']\n")

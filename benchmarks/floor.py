@@ -144,10 +144,11 @@ def reference_cli_seconds(seconds: float, threads: int, layer_scale: float | Non
 
 
 def reference_segments(seconds: float, segment: float, overlap: float = 0.25) -> int:
-    """How many forwards the reference runs on ``seconds`` of audio (one per stride offset)."""
-    length = round(seconds * 44100)
-    stride = int((1 - overlap) * round(segment * 44100))
-    return len(range(0, length, stride))
+    """How many forwards the reference (and stemforge's engine) runs on ``seconds`` of audio."""
+    from stemforge.inference.chunking import SegmentPlan
+
+    plan = SegmentPlan.split(round(seconds * 44100), round(segment * 44100), overlap)
+    return len(plan.offsets())
 
 
 def main(argv: list[str] | None = None) -> dict:

@@ -15,8 +15,7 @@ from typing import Callable
 
 import torch
 
-from common import (machine_info, markdown_table, median, publish, run_script, set_layer_scales,
-                    small_htdemucs_kwargs)
+from common import machine_info, markdown_table, median, publish, run_script, small_htdemucs_kwargs
 
 logger = logging.getLogger("benchmarks.forward")
 
@@ -25,11 +24,11 @@ def build_pair(model: str, seed: int = 0, layer_scale: float | None = None):
     from demucs.htdemucs import HTDemucs as RefHTDemucs
 
     from stemforge.models.htdemucs import HTDemucs
-    from tests.models.configs import official_htdemucs_kwargs
+    from tests.models.configs import official_htdemucs_kwargs, with_layer_scales
 
     kwargs = official_htdemucs_kwargs() if model == "official" else small_htdemucs_kwargs()
     torch.manual_seed(seed)
-    ref = set_layer_scales(RefHTDemucs(**kwargs), layer_scale).eval()
+    ref = with_layer_scales(RefHTDemucs(**kwargs), layer_scale).eval()
     ours = HTDemucs(**kwargs).eval()
     ours.load_state_dict(ref.state_dict(), strict=True)
     return ref, ours, kwargs

@@ -21,3 +21,17 @@ def official_htdemucs_kwargs() -> dict[str, Any]:
         t_layers=5,
         segment=Fraction(39, 5),
     )
+
+
+def with_layer_scales(model, value: float | None):
+    """``model`` with every LayerScale filled with ``value``: trained-like residual scales instead
+    of the 1e-4 / 1e-3 init, which hides most residual branches and flatters approximate (fast)
+    modes. ``None`` leaves the init."""
+    import torch
+
+    if value is not None:
+        with torch.no_grad():
+            for name, param in model.named_parameters():
+                if name.endswith(".scale"):
+                    param.fill_(value)
+    return model

@@ -9,6 +9,7 @@ import torch
 
 from stemforge.models.fast import FAST_MODES, make_fast
 from stemforge.models.htdemucs import HTDemucs
+from tests.models.configs import official_htdemucs_kwargs, with_layer_scales
 
 SMALL = dict(sources=["drums", "bass", "other", "vocals"], channels=8, depth=3, nfft=256,
              t_layers=2, t_heads=4, bottom_channels=32, dconv_mode=3, segment=Fraction(1, 2))
@@ -23,16 +24,6 @@ def sdr(reference: torch.Tensor, estimate: torch.Tensor) -> float:
 def small_model(layer_scale: float | None = None, **overrides) -> HTDemucs:
     torch.manual_seed(0)
     return with_layer_scales(HTDemucs(**dict(SMALL, **overrides)).eval(), layer_scale)
-
-
-def with_layer_scales(model: HTDemucs, value: float | None) -> HTDemucs:
-    """``model`` with trained-like residual scales instead of the 1e-4 / 1e-3 init (None: init)."""
-    if value is not None:
-        with torch.no_grad():
-            for name, param in model.named_parameters():
-                if name.endswith(".scale"):
-                    param.fill_(value)
-    return model
 
 
 @pytest.fixture(autouse=True)
@@ -182,8 +173,6 @@ def test_bf16_weights_follow_the_model_to_another_device():
 def test_bf16_on_the_official_config_with_music_like_input():
     """The full-size htdemucs with trained-like residual scales on a music-like input: bf16 with
     the waveform branch in bf16 measured 17.6 dB on this input; with it kept float32 it passes."""
-    from tests.models.configs import official_htdemucs_kwargs
-
     torch.manual_seed(0)
     model = with_layer_scales(HTDemucs(**official_htdemucs_kwargs()).eval(), 0.5)
     mix = _decaying_tones(int(7.8 * 44100), seed=3)
