@@ -16,7 +16,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from stemforge.models.layers.conv_blocks import DConv
-from stemforge.models.layers.fastops import apply_by_row_blocks, conv_transpose
+from stemforge.models.layers.fastops import activate_fresh, apply_by_row_blocks, conv_transpose
 from stemforge.models.layers.utils import drawn_embedding
 
 
@@ -136,7 +136,7 @@ class HEncLayer(nn.Module):
             if inject.dim() == 3 and y.dim() == 4:
                 inject = inject[:, :, None]
             y = y + inject
-        y = F.gelu(self.norm1(y))
+        y = activate_fresh(F.gelu, self.norm1(y))  # y: this layer's conv output (+ inject)
         if self.dconv is not None:
             y = _dconv_over_freqs(self.dconv, y) if self.freq else self.dconv(y)
         if self.rewrite is not None:
@@ -218,7 +218,7 @@ class HDecLayer(nn.Module):
             if z.shape[-1] != length:
                 raise ValueError(f"decoder produced {z.shape[-1]} samples, expected {length}")
         if not self.last:
-            z = F.gelu(z)
+            z = activate_fresh(F.gelu, z)  # z: this layer's transposed-conv output
         return z, y
 
 
@@ -310,7 +310,7 @@ class MultiWrap(nn.Module):
             outs.append(out)
             start = limit
         out = torch.cat(outs, dim=2)
-        return out if last else F.gelu(out)
+        return out if last else activate_fresh(F.gelu, out)  # out: the new concatenation
 
 
 @dataclass

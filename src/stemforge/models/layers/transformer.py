@@ -19,6 +19,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from stemforge.models.layers.conv_blocks import LayerScale
+from stemforge.models.layers.fastops import activate_fresh
 from stemforge.models.layers.utils import drawn_embedding
 
 Activation = Callable[[torch.Tensor], torch.Tensor]
@@ -233,7 +234,7 @@ class _TransformerLayerBase(nn.Module):
 
     def _feedforward(self, x: torch.Tensor) -> torch.Tensor:
         """``x: (B, T, C)`` -> ``(B, T, C)``."""
-        hidden = self.dropout(self.activation(self.linear1(x)))
+        hidden = self.dropout(activate_fresh(self.activation, self.linear1(x)))
         return self.dropout2(self.linear2(hidden))
 
     def _finish(self, x: torch.Tensor) -> torch.Tensor:
