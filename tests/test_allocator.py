@@ -62,3 +62,36 @@ def test_reused_pages_are_not_faulted_in_again():
     # reused, but for an occasional late growth of the heap (glibc's aligned allocations cannot
     # always take a freed block of exactly their size; measured 0 to ~11% of the pages)
     assert faults("reuse") < pages // 5
+
+
+def test_prefault_heap_is_a_noop_without_glibc_or_bytes(monkeypatch):
+    assert allocator.prefault_heap(0) is False
+    monkeypatch.setattr(allocator, "_glibc", lambda: None)
+    assert allocator.prefault_heap(1 << 20) is False
+
+
+_FAULTS_AFTER_PREFAULT = textwrap.dedent("""
+    import resource, sys
+    from stemforge import allocator
+    assert allocator.limit_malloc_arenas(1)
+    assert allocator.reuse_freed_pages()
+    if sys.argv[1] == "prefault":  # importing torch then takes ~100 MB of these pages
+        assert allocator.prefault_heap(256 << 20)
+    import torch
+    torch.set_num_threads(1)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    block = torch.ones(64 << 20, dtype=torch.uint8)  # a first forward's activations
+    print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+""")
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc only")
+def test_prefaulted_heap_serves_the_first_large_allocation_without_faults():
+    def faults(mode: str) -> int:
+        out = subprocess.run([sys.executable, "-c", _FAULTS_AFTER_PREFAULT, mode], check=True,
+                             capture_output=True, text=True).stdout
+        return int(out.split()[-1])
+
+    pages = (64 << 20) // 4096
+    assert faults("plain") > pages // 2  # each page of a fresh block is faulted in
+    assert faults("prefault") < pages // 10

@@ -25,8 +25,11 @@ from stemforge.pretrained.checkpoint import (
 )
 from stemforge.pretrained.convert import convert
 from tests.reference import official_package, save_official
+from tests.pretrained.readahead_modes import byte_source  # noqa: F401 (fixture)
 
 SOURCES = ["drums", "bass", "other", "vocals"]
+
+pytestmark = pytest.mark.usefixtures("byte_source")
 
 
 # --------------------------------------------------------------------------- reference models

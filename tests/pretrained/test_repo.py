@@ -23,8 +23,11 @@ from stemforge.pretrained.repo import (
     split_checksum,
 )
 from tests.reference import official_package, save_official
+from tests.pretrained.readahead_modes import byte_source  # noqa: F401 (fixture)
 
 SOURCES = ["drums", "bass", "other", "vocals"]
+
+pytestmark = pytest.mark.usefixtures("byte_source")
 
 
 def ref_hdemucs():

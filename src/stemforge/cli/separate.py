@@ -85,7 +85,6 @@ def run(args: argparse.Namespace) -> int:
     tracks, input_failures = collect_tracks(args.tracks)
     writer = StemWriter(args.out / model_display_name(args.name), args.filename, fmt, args.clip_mode)
     from ..allocator import limit_malloc_arenas, reuse_freed_pages
-    from ..inference.separator import Separator
 
     # One heap for every thread, set before any worker thread exists: intra-op threads and
     # parallel segments would otherwise each keep their own arena at its peak (measured with
@@ -94,11 +93,42 @@ def run(args: argparse.Namespace) -> int:
     # Freed activations stay in the heap for the next segment instead of being unmapped and
     # faulted in again (htdemucs forward -22% with 2 threads; see stemforge.allocator).
     reuse_freed_pages()
+    start_reading_model(args)
+    from ..inference.separator import Separator  # imports torch (1-1.5 s)
+    from ..pretrained import readahead
+
     separator = Separator(model=args.name, repo=args.repo, device=args.device, shifts=args.shifts,
                           overlap=args.overlap, split=args.split, segment=args.segment, seed=args.seed,
                           download_progress=not args.quiet, jobs=args.jobs, batch_size=args.batch_size, fast=args.fast)
+    readahead.clear()  # files read ahead but not loaded (e.g. a diffq bag) need not stay in memory
     with thread_budget(separator.jobs, args.device):
         return separate_all(args, separator, tracks, input_failures, writer)
+
+
+HEAP_PER_CHECKPOINT_BYTE = 3
+"""Heap grown ahead of the first forward per byte of the largest checkpoint read ahead: an
+official htdemucs forward (168 MB file) first touches ~600 MB of heap, so 3x stays below it."""
+
+
+def start_reading_model(args: argparse.Namespace) -> None:
+    """Use the core left idle while torch is imported: read the model's checkpoint files, and
+    grow the heap its first forward will need (an optimisation only: whatever goes wrong here
+    is left for the real load to report)."""
+    import threading
+
+    from ..allocator import prefault_heap
+    from ..pretrained.resolve import read_ahead
+
+    try:
+        files = read_ahead(args.name, args.repo)
+        largest = max((file.stat().st_size for file in files), default=0)
+    except Exception:  # noqa: BLE001 - see docstring
+        logger.debug("model read-ahead not started", exc_info=True)
+        return
+    logger.debug("reading ahead: %s", ", ".join(map(str, files)) or "nothing")
+    if largest:
+        threading.Thread(target=prefault_heap, args=(HEAP_PER_CHECKPOINT_BYTE * largest,),
+                         name="stemforge-prefault", daemon=True).start()
 
 
 def separate_all(args: argparse.Namespace, separator, tracks: list[Path], input_failures: int, writer) -> int:

@@ -40,6 +40,8 @@ import torch
 from torch import nn
 
 from ..atomic import atomic_path
+from . import readahead
+from .readahead import LOCAL_HEADER_SIZE, MemoryFile, data_offset
 
 from stemforge.models.registry import (
     OFFICIAL_CLASSES,
@@ -348,13 +350,14 @@ def _element_size(dtype: torch.dtype) -> int:
     return torch.empty((), dtype=dtype).element_size()
 
 
-def _bytes_to_storage(data: bytes | bytearray, dtype: torch.dtype, big_endian: bool = False
-                      ) -> torch.UntypedStorage:
-    """A storage over ``data`` (shared if it is a ``bytearray``, else copied)."""
-    if not data:
+def _bytes_to_storage(data: bytes | bytearray | memoryview, dtype: torch.dtype,
+                      big_endian: bool = False) -> torch.UntypedStorage:
+    """A storage over ``data`` (shared if it is a ``bytearray`` or a writable ``memoryview``,
+    else copied)."""
+    if not len(data):
         return torch.UntypedStorage(0)
-    raw = torch.frombuffer(data if isinstance(data, bytearray) else bytearray(data),
-                           dtype=torch.uint8)
+    shareable = isinstance(data, bytearray) or (isinstance(data, memoryview) and not data.readonly)
+    raw = torch.frombuffer(data if shareable else bytearray(data), dtype=torch.uint8)
     size = _element_size(dtype)
     if big_endian and size > 1:
         raw = raw.view(-1, size).flip(1).reshape(-1)
@@ -378,34 +381,38 @@ def _is_class_pid(pid: Any) -> bool:
             and isinstance(pid[1], ClassRef))
 
 
-_LOCAL_HEADER = struct.Struct("<4s22xHH")  # signature, ..., file name length, extra field length
-
-
-def _read_member(archive: zipfile.ZipFile, file: BinaryIO, name: str) -> bytearray:
-    """The bytes of one archive member, CRC-checked.
+def _read_member(archive: zipfile.ZipFile, file: BinaryIO | MemoryFile, name: str,
+                 crc_checked: frozenset[str]) -> bytearray | memoryview:
+    """The bytes of one archive member, CRC-checked (unless listed in ``crc_checked``: already
+    verified by the read-ahead).
 
     torch stores tensor data uncompressed; such members are read straight from ``file`` into the
     buffer that becomes the tensor's storage (one copy instead of three: ``zipfile`` reads in
-    chunks, joins them into ``bytes``, and the storage needs a writable copy)."""
+    chunks, joins them into ``bytes``, and the storage needs a writable copy), or, from a file
+    already in memory, are views of its bytes (no copy)."""
     info = archive.getinfo(name)
     if info.compress_type != zipfile.ZIP_STORED:
         return bytearray(archive.read(name))
     file.seek(info.header_offset)
-    header = file.read(_LOCAL_HEADER.size)
-    if len(header) != _LOCAL_HEADER.size or header[:4] != _ZIP_MAGIC:
+    offset = data_offset(info, file.read(LOCAL_HEADER_SIZE))
+    if offset is None:
         raise CheckpointError(f"bad zip entry header for {name!r}")
-    name_length, extra_length = _LOCAL_HEADER.unpack(header)[1:]
-    file.seek(info.header_offset + _LOCAL_HEADER.size + name_length + extra_length)
-    data = bytearray(info.file_size)
-    if file.readinto(data) != info.file_size:
+    data: bytearray | memoryview
+    if isinstance(file, MemoryFile):
+        data = file.view(offset, info.file_size)
+    else:
+        file.seek(offset)
+        data = bytearray(info.file_size)
+        data = data[:file.readinto(data)]
+    if len(data) != info.file_size:
         raise CheckpointError(f"tensor data {name!r} is truncated")
-    if zlib.crc32(data) != info.CRC:
+    if name not in crc_checked and zlib.crc32(data) != info.CRC:
         raise CheckpointError(f"tensor data {name!r} is corrupt (CRC mismatch)")
     return data
 
 
-def _read_zip(file: BinaryIO) -> Any:
-    with zipfile.ZipFile(file) as archive:
+def _read_zip(file: BinaryIO | MemoryFile, crc_checked: frozenset[str]) -> Any:
+    with zipfile.ZipFile(file) as archive:  # type: ignore[arg-type]
         pickles = [n for n in archive.namelist() if n.endswith("data.pkl") and n.count("/") <= 1]
         if len(pickles) != 1:
             raise CheckpointError("zip archive is not a torch checkpoint (no data.pkl)")
@@ -421,7 +428,7 @@ def _read_zip(file: BinaryIO) -> Any:
                 record = f"{prefix}data/{key}"
                 if record not in names:
                     raise CheckpointError(f"checkpoint is missing tensor data {record!r}")
-                data = _read_member(archive, file, record)
+                data = _read_member(archive, file, record, crc_checked)
                 if len(data) < numel * _element_size(kind.dtype):
                     raise CheckpointError(f"tensor data {record!r} is shorter than declared")
                 storages[key] = _Storage(_bytes_to_storage(data, kind.dtype, big_endian),
@@ -489,11 +496,15 @@ def read_torch_file(path: PathLike) -> Any:
     """
     path = Path(path)
     try:
+        content = readahead.claim(path)
+        if content is not None:
+            return _read_any(content.open(), bytes(content.data[:512]), len(content.data), path,
+                             content.crc_checked)
         with open(path, "rb") as file:
             head = file.read(512)
             file.seek(0)
             size = os.fstat(file.fileno()).st_size
-            return _read_any(file, head, size, path)
+            return _read_any(file, head, size, path, frozenset())
     except CheckpointError as exc:
         if str(path) in str(exc):
             raise
@@ -502,16 +513,17 @@ def read_torch_file(path: PathLike) -> Any:
         raise CheckpointError(f"cannot read {path}: {exc}") from None
 
 
-def _read_any(file: BinaryIO, head: bytes, size: int, path: Path) -> Any:
+def _read_any(file: BinaryIO | MemoryFile, head: bytes, size: int, path: Path,
+              crc_checked: frozenset[str]) -> Any:
     if size == 0:
         raise CheckpointError("file is empty")
     if len(head) > 262 and head[257:262] == b"ustar":
         raise UnsupportedCheckpointError("the old tar-based torch format is not supported")
     try:
         if head.startswith(_ZIP_MAGIC):
-            return _read_zip(file)
+            return _read_zip(file, crc_checked)
         if head.startswith(b"\x80"):
-            return _read_legacy(file, size)
+            return _read_legacy(file, size)  # type: ignore[arg-type]
     except CheckpointError:
         raise
     except Exception as exc:  # garbled input fails in many ways; report them all the same way

@@ -17,15 +17,17 @@ import re
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import yaml
-from torch import nn
 
-from stemforge.models.bag import ModelBag
-
-from .checkpoint import load_model_file
+from . import readahead
 from .hub import file_sha256
+
+if TYPE_CHECKING:  # torch is imported only when a model is loaded (see model_files)
+    from torch import nn
+
+    from stemforge.models.bag import ModelBag
 
 PathLike = str | os.PathLike
 MODEL_SUFFIXES = (".th", ".safetensors")
@@ -74,7 +76,7 @@ def split_checksum(stem: str) -> tuple[str, str | None]:
 
 def verify_checksum(path: PathLike, checksum: str) -> None:
     """Raise :class:`ChecksumError` unless ``sha256(path)`` starts with ``checksum``."""
-    actual = file_sha256(path)[: len(checksum)]
+    actual = (readahead.sha256(path) or file_sha256(path))[: len(checksum)]
     if actual != checksum:
         raise ChecksumError(f"{path}: sha256 starts with {actual}, but the file name says "
                             f"{checksum}; the file is corrupt or incomplete, download it again")
@@ -123,6 +125,8 @@ def load_entry(entry: ModelEntry) -> nn.Module:
     costs no start-up time on a multi-core machine. A corrupt file reports the checksum mismatch
     rather than whatever parse error the corruption caused.
     """
+    from .checkpoint import load_model_file
+
     if entry.checksum is None:
         return load_model_file(entry.path)
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="sha256") as pool:
@@ -172,6 +176,8 @@ def load_bag_yaml(path: PathLike, resolve: Callable[[str], nn.Module]) -> ModelB
         content = yaml.safe_load(Path(path).read_text())
     except (OSError, yaml.YAMLError) as exc:
         raise BagFormatError(f"{path}: cannot read bag file ({exc})") from None
+    from stemforge.models.bag import ModelBag
+
     sigs, weights, segment = _parse_bag(content, path)
     models = [resolve(sig) for sig in sigs]
     try:
@@ -182,17 +188,56 @@ def load_bag_yaml(path: PathLike, resolve: Callable[[str], nn.Module]) -> ModelB
     return bag
 
 
-def load_from_repo(name: str, repo_dir: PathLike) -> nn.Module:
-    """Load model or bag ``name`` from the folder ``repo_dir`` (a single model wins over a bag)."""
+def _find(name: str, repo_dir: PathLike) -> tuple[dict[str, ModelEntry], ModelEntry | Path]:
+    """The repo's models, and model ``name`` in it or else its bag file (a model wins)."""
     repo = _check_dir(repo_dir)
     models = scan_models(repo)
     if name in models:
-        return load_entry(models[name])
+        return models, models[name]
     bags = scan_bags(repo)
     if name in bags:
-        return load_bag_yaml(bags[name], _member_resolver(models, bags[name]))
+        return models, bags[name]
     available = ", ".join(sorted(set(models) | set(bags))) or "none"
     raise ModelNotFoundError(f"no model or bag named {name!r} in {repo} (available: {available})")
+
+
+def load_from_repo(name: str, repo_dir: PathLike) -> nn.Module:
+    """Load model or bag ``name`` from the folder ``repo_dir`` (a single model wins over a bag)."""
+    models, found = _find(name, repo_dir)
+    if isinstance(found, ModelEntry):
+        return load_entry(found)
+    return load_bag_yaml(found, _member_resolver(models, found))
+
+
+def files_in_repo(name: str, repo_dir: PathLike) -> list[Path]:
+    """The model files ``load_from_repo(name, repo_dir)`` reads (a bag: its members'), found
+    without importing torch; empty when ``name`` does not resolve (loading reports why)."""
+    try:
+        models, found = _find(name, repo_dir)
+        if isinstance(found, ModelEntry):
+            return [found.path]
+        return _bag_member_files(found, models)
+    except (RepoError, OSError):
+        return []
+
+
+def files_of_path(path: PathLike) -> list[Path]:
+    """The model files ``load_model_path(path)`` reads, like :func:`files_in_repo`."""
+    path = Path(path)
+    try:
+        if path.suffix in DIRECT_BAG_SUFFIXES:
+            return _bag_member_files(path, scan_models(path.parent))
+    except (RepoError, OSError):
+        return []
+    return [path] if path.suffix in MODEL_SUFFIXES and path.is_file() else []
+
+
+def _bag_member_files(bag: Path, models: dict[str, ModelEntry]) -> list[Path]:
+    try:
+        sigs, _, _ = _parse_bag(yaml.safe_load(bag.read_text()), bag)
+    except (BagFormatError, yaml.YAMLError):
+        return []
+    return [models[sig].path for sig in dict.fromkeys(sigs) if sig in models]
 
 
 def load_model_path(path: PathLike) -> nn.Module:

@@ -4,9 +4,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Mapping, Optional, Union
 
-from torch import nn
-
 if TYPE_CHECKING:
+    from torch import nn
+
     from .cards import ModelCard
 
 MODEL_SUFFIXES = (".th", ".safetensors", ".yaml", ".yml")
@@ -46,6 +46,31 @@ def load_model(name_or_path: Union[str, Path], repo: Optional[Union[str, Path]] 
     raise ModelResolutionError(
         f"unknown model {name!r}; known models: {', '.join(card_table(cards))} (or pass "
         "--repo DIR with its files, or the path of a .th/.safetensors/.yaml file)")
+
+
+def read_ahead(name_or_path: Union[str, Path], repo: Optional[Union[str, Path]] = None, *,
+               cards: Optional[Mapping[str, ModelCard]] = None) -> list[Path]:
+    """Start reading, in the background, the official checkpoint files :func:`load_model` will
+    load for these arguments (see :mod:`stemforge.pretrained.readahead`); torch-free, so it can
+    run while torch is being imported. Files that need a download, the built-in model and
+    anything that does not resolve are left to :func:`load_model`. Returns the files started."""
+    from . import readahead
+    from .hub import models_dir
+    from .repo import files_in_repo, files_of_path
+
+    path = Path(name_or_path)
+    if repo is not None:
+        files = files_in_repo(str(name_or_path), repo)
+    elif path.suffix in MODEL_SUFFIXES:
+        files = files_of_path(path)
+    elif str(name_or_path) in card_table(cards):
+        card = card_table(cards)[str(name_or_path)]
+        files = [models_dir() / file.filename for file in card.files]
+    else:
+        files = []
+    torch_files = [file for file in files if file.suffix == ".th" and file.is_file()]
+    readahead.start(torch_files)
+    return torch_files
 
 
 def card_table(cards: Optional[Mapping[str, ModelCard]] = None) -> Mapping[str, ModelCard]:
