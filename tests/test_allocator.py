@@ -78,6 +78,7 @@ _FAULTS_AFTER_PREFAULT = textwrap.dedent("""
     if sys.argv[1] == "prefault":  # importing torch then takes ~100 MB of these pages
         assert allocator.prefault_heap(256 << 20)
     import torch
+    assert allocator.release_free_memory()  # as after loading a model: keeps the prefault
     torch.set_num_threads(1)
     before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     block = torch.ones(64 << 20, dtype=torch.uint8)  # a first forward's activations

@@ -48,12 +48,17 @@ def _glibc() -> Optional[ctypes.CDLL]:
     return libc
 
 
+_prefaulted_bytes = 0  # the largest prefault_heap so far: release_free_memory keeps that much
+
+
 def release_free_memory() -> bool:
-    """Return the heap's free pages to the OS. True if it ran (glibc)."""
+    """Return the heap's free pages to the OS, except the top ``nbytes`` of a
+    :func:`prefault_heap` (kept for the forward they were faulted in for). True if it ran
+    (glibc)."""
     libc = _glibc()
     if libc is None:
         return False
-    libc.malloc_trim(0)
+    libc.malloc_trim(ctypes.c_size_t(_prefaulted_bytes))
     return True
 
 
@@ -86,9 +91,11 @@ def prefault_heap(nbytes: int) -> bool:
     :func:`reuse_freed_pages` (otherwise the freed block goes straight back to the OS). Peak RSS
     does not grow as long as ``nbytes`` stays below what the process allocates anyway. True if it
     ran (glibc)."""
+    global _prefaulted_bytes
     libc = _glibc()
     if libc is None or nbytes <= 0:
         return False
+    _prefaulted_bytes = max(_prefaulted_bytes, nbytes)
     libc.malloc.restype = ctypes.c_void_p
     libc.malloc.argtypes = [ctypes.c_size_t]
     libc.free.argtypes = [ctypes.c_void_p]
