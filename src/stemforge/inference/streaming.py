@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import logging
 import math
+import os
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -222,5 +224,11 @@ def separate_file(separator, path: Path | PreparedInput, stem_paths: Callable[[s
         assert outputs is not None
         outputs.finish(channels)
         length = round(prepared.input_frames * rate / prepared.input_samplerate)
-        return [encode_stem(outputs.spools[name], length, stem_paths(name), rate, fmt, clip_mode)
-                for name in outputs.names]
+
+        def encode(name: str) -> Path:
+            return encode_stem(outputs.spools[name], length, stem_paths(name), rate, fmt, clip_mode)
+
+        # the encoders (libsndfile, FFmpeg) and numpy release the GIL: stems encode side by side
+        with ThreadPoolExecutor(min(len(outputs.names), os.cpu_count() or 1),
+                                thread_name_prefix="stemforge-encode") as pool:
+            return list(pool.map(encode, outputs.names))
