@@ -233,3 +233,20 @@ def test_time_major_istft_equals_torch_istft_with_zero_frames(zero_frames, start
     got = istft_time_major(frames, 1024, length, zero_frames, start)
     assert got.shape == expected.shape == (3, 2, length)
     assert torch.allclose(got, expected, atol=2e-6, rtol=0)
+
+
+@pytest.mark.parametrize("affine", [False, True])
+@pytest.mark.parametrize("grad", [False, True])
+def test_complex_time_major_layout_and_denormalisation(affine, grad):
+    parts = torch.randn(2, 3, 4, 5, 7, requires_grad=grad)  # (B, S, 2C, F, T)
+    scale = torch.rand(2, 1, 1, 1, 1) + 0.5 if affine else None
+    shift = torch.randn(2, 1, 1, 1, 1) if affine else None
+    frames = spectral.complex_time_major(parts, scale, shift)
+    assert frames.shape == (2, 3, 2, 7, 6)  # (B, S, C, T, F + 1)
+    values = parts * scale + shift if affine else parts
+    expected = torch.complex(values[:, :, 0::2], values[:, :, 1::2]).transpose(-1, -2)
+    assert torch.allclose(frames[..., :5], expected, atol=1e-6)
+    assert torch.equal(frames[..., 5], torch.zeros_like(frames[..., 5]))
+    if grad:
+        frames.real.sum().backward()
+        assert parts.grad is not None

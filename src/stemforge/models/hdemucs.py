@@ -127,11 +127,14 @@ class HDemucs(nn.Module):
         parts = torch.view_as_real(z).permute(0, 1, 4, 2, 3)
         return parts.reshape(batch, channels * 2, freqs, frames)
 
-    def _mask(self, z: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
+    def _mask(self, z: torch.Tensor, m: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor
+              ) -> torch.Tensor:
         """Complex source spectrograms, time-major with a zero Nyquist bin, ``(B, S, C, T, F + 1)``,
-        from the network output ``m: (B, S, C', F, T)`` and the mixture ``z: (B, C, F, T)``."""
+        from the normalised network output ``m: (B, S, C', F, T)`` (de-normalised as
+        ``m * scale + shift``) and the mixture ``z: (B, C, F, T)``."""
         if self.cac:
-            return complex_time_major(m)
+            return complex_time_major(m, scale, shift)
+        m = m * scale + shift
         iters = self.end_iters if self.training else self.wiener_iters
         if iters < 0:
             z = z[:, None]
@@ -165,13 +168,14 @@ class HDemucs(nn.Module):
         x, xt = self._unet(x, xt)
 
         n_sources = len(self.sources)
-        x = x.view(batch, n_sources, -1, freqs, frames) * std[:, None] + mean[:, None]
+        x = x.view(batch, n_sources, -1, freqs, frames)
+        scale, shift = std[:, None], mean[:, None]
         device = x.device
         if device.type in ("mps", "xpu"):
-            x = x.cpu()
-        out = self._ispec(self._mask(z, x), length).to(device)
-        if self.hybrid:
-            out = out + xt.view(batch, n_sources, -1, length) * stdt[:, None] + meant[:, None]
+            x, scale, shift = x.cpu(), scale.cpu(), shift.cpu()
+        out = self._ispec(self._mask(z, x, scale, shift), length).to(device)
+        if self.hybrid:  # out += xt * stdt + meant, in two passes over the stems
+            out.addcmul_(xt.view(batch, n_sources, -1, length), stdt[:, None]).add_(meant[:, None])
         return out
 
     def _unet(self, x: torch.Tensor, xt: torch.Tensor | None

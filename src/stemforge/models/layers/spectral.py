@@ -78,8 +78,10 @@ def istft_time_major(frames: torch.Tensor, hop_length: int, length: int,
     overlap = n_fft // hop_length
     flat = _complex_capable(frames.reshape(-1, count, bins))
     window = torch.hann_window(n_fft, device=flat.device, dtype=flat.real.dtype)
-    waves = torch.fft.irfft(flat, n=n_fft, dim=-1, norm="ortho") * window  # (N, T, n_fft)
-    summed = _overlap_add(waves.view(-1, count, overlap, hop_length))  # (N, T + overlap - 1, hop)
+    waves = torch.fft.irfft(flat, n=n_fft, dim=-1, norm="ortho")  # (N, T, n_fft), unwindowed
+    # (N, T + overlap - 1, hop); the window is applied as the blocks are summed (one pass less)
+    summed = _overlap_add(waves.view(-1, count, overlap, hop_length),
+                          window.view(overlap, hop_length))
     total = zero_frames[0] + count + zero_frames[1]
     envelope = _window_envelope(n_fft, hop_length, total, window.device, window.dtype)
     # torch.istft's output sample n is overlap-add sample n + n_fft // 2 (centred frames); the
@@ -95,15 +97,34 @@ def istft_time_major(frames: torch.Tensor, hop_length: int, length: int,
     return out.view(*lead, length).to(frames.device)
 
 
-def complex_time_major(parts: torch.Tensor) -> torch.Tensor:
+def complex_time_major(parts: torch.Tensor, scale: torch.Tensor | None = None,
+                       shift: torch.Tensor | None = None) -> torch.Tensor:
     """Network output with (real, imaginary) channel pairs, ``parts: (..., 2C, F, T)`` real ->
     complex frames ``(..., C, T, F + 1)``: time-major with a zero Nyquist bin, the layout
-    :func:`istft_time_major` takes, written in one copy."""
+    :func:`istft_time_major` takes, written in one pass. With ``scale`` and ``shift``
+    (broadcastable to ``parts``, e.g. ``(B, 1, 1, 1, 1)`` statistics) the frames are
+    ``parts * scale + shift`` (the network's de-normalisation, in the same pass)."""
     *lead, channels, freqs, count = parts.shape
     out = parts.new_empty(*lead, channels // 2, count, freqs + 1, 2)
     out[..., freqs, :] = 0
-    pairs = parts.view(*lead, channels // 2, 2, freqs, count)
-    out[..., :freqs, :].copy_(pairs.movedim(-3, -1).transpose(-3, -2))
+
+    def time_major_pairs(t: torch.Tensor) -> torch.Tensor:  # (..., 2C, F, T) -> (..., C, T, F, 2)
+        t = t.expand_as(parts)
+        return t.reshape(*lead, channels // 2, 2, freqs, count).movedim(-3, -1).transpose(-3, -2)
+
+    target = out[..., :freqs, :]
+    affine = scale is not None or shift is not None
+    if affine and torch.is_grad_enabled() and any(
+            t is not None and t.requires_grad for t in (parts, scale, shift)):
+        parts = parts * (1 if scale is None else scale) + (0 if shift is None else shift)
+        affine = False  # autograd: no out= below
+    if not affine:
+        target.copy_(time_major_pairs(parts))
+    else:
+        ones = parts.new_ones(())
+        torch.addcmul(time_major_pairs(parts.new_zeros(()) if shift is None else shift),
+                      time_major_pairs(parts), time_major_pairs(ones if scale is None else scale),
+                      out=target)
     return torch.view_as_complex(out)
 
 
@@ -112,13 +133,17 @@ def time_major(spec: torch.Tensor) -> torch.Tensor:
     return torch.nn.functional.pad(spec.transpose(-1, -2), (0, 1))
 
 
-def _overlap_add(blocks: torch.Tensor) -> torch.Tensor:
+def _overlap_add(blocks: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
     """``blocks: (N, T, K, hop)`` (frame ``t`` cut in ``K`` hops) -> ``(N, T + K - 1, hop)``:
-    frame ``t``'s block ``k`` summed into output block ``t + k``."""
+    frame ``t``'s block ``k`` (times ``weights[k]: (hop,)`` if given) summed into output block
+    ``t + k``."""
     batch, count, overlap, hop = blocks.shape
     out = blocks.new_zeros(batch, count + overlap - 1, hop)
     for k in range(overlap):
-        out[:, k:k + count] += blocks[:, :, k]
+        if weights is None:
+            out[:, k:k + count] += blocks[:, :, k]
+        else:
+            out[:, k:k + count].addcmul_(blocks[:, :, k], weights[k])
     return out
 
 
