@@ -1,7 +1,5 @@
 """``python -m stemforge``: the same as the ``stemforge`` command."""
-import sys
-
-from stemforge.cli.main import main
+from stemforge.cli.main import console
 
 if __name__ == "__main__":
-    sys.exit(main())
+    console()

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from typing import Callable, Optional, Sequence
 
@@ -34,9 +35,36 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+QUICK_EXIT_COMMANDS = frozenset({"separate"})
+"""Subcommands after which :func:`console` skips the interpreter's teardown: everything they
+write is closed and renamed into place before they return, and they start no child processes."""
+
+_last_command: Optional[str] = None
+
+
+def console() -> None:
+    """The ``stemforge`` executable (and ``python -m stemforge``): :func:`main`, then exit.
+
+    After ``separate`` the process ends right away (``os._exit`` once the logs and standard
+    streams are flushed) instead of unwinding torch and a gigabyte of freed model and buffers,
+    which took ~0.3 s of a 30 s htdemucs run for nothing."""
+    code = main()
+    if _last_command in QUICK_EXIT_COMMANDS:
+        logging.shutdown()
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (OSError, ValueError):  # closed or broken pipe: nothing left to save
+                pass
+        os._exit(code)
+    sys.exit(code)
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    global _last_command
     parser = build_parser()
     args = parser.parse_args(argv)
+    _last_command = args.command
     if args.command is None:
         parser.print_help()
         return EXIT_USER_ERROR
@@ -78,4 +106,4 @@ def _version() -> str:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    console()
