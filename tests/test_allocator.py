@@ -50,12 +50,18 @@ _FAULTS_OF_REALLOCATING = textwrap.dedent("""
 """)
 
 
+def _page_faults(script: str, mode: str) -> int:
+    """Run ``script`` in a fresh interpreter with ``mode`` as its argument; the page faults it
+    reports (its last printed number)."""
+    out = subprocess.run([sys.executable, "-c", script, mode], check=True, capture_output=True,
+                         text=True).stdout
+    return int(out.split()[-1])
+
+
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc only")
 def test_reused_pages_are_not_faulted_in_again():
     def faults(mode: str) -> int:
-        out = subprocess.run([sys.executable, "-c", _FAULTS_OF_REALLOCATING, mode], check=True,
-                             capture_output=True, text=True).stdout
-        return int(out.split()[-1])
+        return _page_faults(_FAULTS_OF_REALLOCATING, mode)
 
     pages = 6 * ((40 + 64 + 48) << 20) // 4096
     assert faults("default") > pages // 2  # each block is mapped and zeroed afresh
@@ -88,11 +94,6 @@ _FAULTS_AFTER_PREFAULT = textwrap.dedent("""
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc only")
 def test_prefaulted_heap_serves_the_first_large_allocation_without_faults():
-    def faults(mode: str) -> int:
-        out = subprocess.run([sys.executable, "-c", _FAULTS_AFTER_PREFAULT, mode], check=True,
-                             capture_output=True, text=True).stdout
-        return int(out.split()[-1])
-
     pages = (64 << 20) // 4096
-    assert faults("plain") > pages // 2  # each page of a fresh block is faulted in
-    assert faults("prefault") < pages // 10
+    assert _page_faults(_FAULTS_AFTER_PREFAULT, "plain") > pages // 2  # each fresh page faults
+    assert _page_faults(_FAULTS_AFTER_PREFAULT, "prefault") < pages // 10
