@@ -48,17 +48,18 @@ def _glibc() -> Optional[ctypes.CDLL]:
     return libc
 
 
-_prefaulted_bytes = 0  # the largest prefault_heap so far: release_free_memory keeps that much
+_heap_prefaulted = False  # set by prefault_heap: release_free_memory then keeps the free pages
 
 
 def release_free_memory() -> bool:
-    """Return the heap's free pages to the OS, except the top ``nbytes`` of a
-    :func:`prefault_heap` (kept for the forward they were faulted in for). True if it ran
-    (glibc)."""
+    """Return the heap's free pages to the OS, unless :func:`prefault_heap` faulted them in for
+    the forwards to come (``malloc_trim`` releases free blocks anywhere in the heap, not just at
+    its top: it undid the prefault, measured 150k page faults again in the first htdemucs
+    forward). True if it trimmed (glibc)."""
     libc = _glibc()
-    if libc is None:
+    if libc is None or _heap_prefaulted:
         return False
-    libc.malloc_trim(ctypes.c_size_t(_prefaulted_bytes))
+    libc.malloc_trim(0)
     return True
 
 
@@ -91,11 +92,11 @@ def prefault_heap(nbytes: int) -> bool:
     :func:`reuse_freed_pages` (otherwise the freed block goes straight back to the OS). Peak RSS
     does not grow as long as ``nbytes`` stays below what the process allocates anyway. True if it
     ran (glibc)."""
-    global _prefaulted_bytes
+    global _heap_prefaulted
     libc = _glibc()
     if libc is None or nbytes <= 0:
         return False
-    _prefaulted_bytes = max(_prefaulted_bytes, nbytes)
+    _heap_prefaulted = True
     libc.malloc.restype = ctypes.c_void_p
     libc.malloc.argtypes = [ctypes.c_size_t]
     libc.free.argtypes = [ctypes.c_void_p]
