@@ -96,13 +96,13 @@ def prefault_heap(nbytes: int) -> bool:
     libc = _glibc()
     if libc is None or nbytes <= 0:
         return False
-    _heap_prefaulted = True
     libc.malloc.restype = ctypes.c_void_p
     libc.malloc.argtypes = [ctypes.c_size_t]
     libc.free.argtypes = [ctypes.c_void_p]
     block = libc.malloc(nbytes)
     if not block:
         return False
+    _heap_prefaulted = True  # from here on a trim could only undo the prefault
     ctypes.memset(block, 0, nbytes)
     libc.free(block)
     return True

@@ -41,7 +41,7 @@ from torch import nn
 
 from ..atomic import atomic_path
 from . import readahead
-from .readahead import LOCAL_HEADER_SIZE, MemoryFile, data_offset
+from .readahead import LOCAL_HEADER_SIZE, ZIP_MAGIC, MemoryFile, data_offset
 
 from stemforge.models.registry import (
     OFFICIAL_CLASSES,
@@ -343,7 +343,6 @@ class _SafeUnpickler(pickle._Unpickler):  # type: ignore[name-defined]
 
 _LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
 _LEGACY_PROTOCOL = 1001
-_ZIP_MAGIC = b"PK\x03\x04"
 
 
 def _element_size(dtype: torch.dtype) -> int:
@@ -520,7 +519,7 @@ def _read_any(file: BinaryIO | MemoryFile, head: bytes, size: int, path: Path,
     if len(head) > 262 and head[257:262] == b"ustar":
         raise UnsupportedCheckpointError("the old tar-based torch format is not supported")
     try:
-        if head.startswith(_ZIP_MAGIC):
+        if head.startswith(ZIP_MAGIC):
             return _read_zip(file, crc_checked)
         if head.startswith(b"\x80"):
             return _read_legacy(file, size)  # type: ignore[arg-type]

@@ -25,7 +25,8 @@ from typing import Iterable, Optional
 logger = logging.getLogger(__name__)
 
 _BLOCK = 1 << 22  # bytes per read (and hash update)
-_ZIP_MAGIC = b"PK\x03\x04"
+ZIP_MAGIC = b"PK\x03\x04"
+"""The signature that starts a zip archive and each of its local file headers."""
 
 PathLike = str | os.PathLike
 
@@ -119,7 +120,7 @@ def read_file(path: Path) -> FileContent:
 def _crc_checked_members(data: bytearray) -> frozenset[str]:
     """Names of the stored (uncompressed) zip members whose CRC-32 matches; empty for a file that
     is not a readable zip archive (the loader then reports whatever is wrong)."""
-    if not data.startswith(_ZIP_MAGIC):
+    if not data.startswith(ZIP_MAGIC):
         return frozenset()
     file = MemoryFile(data)
     checked = set()
@@ -144,7 +145,7 @@ LOCAL_HEADER_SIZE = 30
 def data_offset(info: zipfile.ZipInfo, header: bytes | memoryview) -> Optional[int]:
     """Where a member's data starts, from the ``LOCAL_HEADER_SIZE`` bytes at its
     ``header_offset``; ``None`` if they are not a local file header."""
-    if len(header) != LOCAL_HEADER_SIZE or bytes(header[:4]) != _ZIP_MAGIC:
+    if len(header) != LOCAL_HEADER_SIZE or bytes(header[:4]) != ZIP_MAGIC:
         return None
     name_length = int.from_bytes(header[26:28], "little")
     extra_length = int.from_bytes(header[28:30], "little")
@@ -202,7 +203,6 @@ class ReadAhead:
         if known is not None and _unchanged(key, known[0]):
             return known[1]
         return None
-
 
     def clear(self) -> None:
         """Forget every file not claimed yet (its bytes are freed once its read finishes)."""

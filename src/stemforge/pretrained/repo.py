@@ -24,7 +24,7 @@ import yaml
 from . import readahead
 from .hub import file_sha256
 
-if TYPE_CHECKING:  # torch is imported only when a model is loaded (see model_files)
+if TYPE_CHECKING:  # torch is imported only when a model is loaded (see files_in_repo)
     from torch import nn
 
     from stemforge.models.bag import ModelBag
@@ -166,19 +166,25 @@ def _parse_bag(content: Any, path: PathLike) -> tuple[list[str], Any, Any]:
     return [str(sig) for sig in sigs], weights, segment
 
 
+def _read_bag(path: PathLike) -> tuple[list[str], Any, Any]:
+    """``(member signatures, weights, segment)`` of a bag file; :class:`BagFormatError` if it
+    cannot be read or is malformed."""
+    try:
+        content = yaml.safe_load(Path(path).read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise BagFormatError(f"{path}: cannot read bag file ({exc})") from None
+    return _parse_bag(content, path)
+
+
 def load_bag_yaml(path: PathLike, resolve: Callable[[str], nn.Module]) -> ModelBag:
     """Build the bag described by a yaml file, loading each member with ``resolve(sig)``.
 
     Members are loaded separately (a signature listed twice gives two modules), because the
     bag's ``segment`` override changes members in place.
     """
-    try:
-        content = yaml.safe_load(Path(path).read_text())
-    except (OSError, yaml.YAMLError) as exc:
-        raise BagFormatError(f"{path}: cannot read bag file ({exc})") from None
     from stemforge.models.bag import ModelBag
 
-    sigs, weights, segment = _parse_bag(content, path)
+    sigs, weights, segment = _read_bag(path)
     models = [resolve(sig) for sig in sigs]
     try:
         bag = ModelBag(models, weights, segment)
@@ -234,8 +240,8 @@ def files_of_path(path: PathLike) -> list[Path]:
 
 def _bag_member_files(bag: Path, models: dict[str, ModelEntry]) -> list[Path]:
     try:
-        sigs, _, _ = _parse_bag(yaml.safe_load(bag.read_text()), bag)
-    except (BagFormatError, yaml.YAMLError):
+        sigs, _, _ = _read_bag(bag)
+    except BagFormatError:
         return []
     return [models[sig].path for sig in dict.fromkeys(sigs) if sig in models]
 

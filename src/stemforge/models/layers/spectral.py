@@ -101,8 +101,8 @@ def complex_time_major(parts: torch.Tensor, scale: torch.Tensor | None = None,
                        shift: torch.Tensor | None = None) -> torch.Tensor:
     """Network output with (real, imaginary) channel pairs, ``parts: (..., 2C, F, T)`` real ->
     complex frames ``(..., C, T, F + 1)``: time-major with a zero Nyquist bin, the layout
-    :func:`istft_time_major` takes, written in one pass. With ``scale`` and ``shift``
-    (broadcastable to ``parts``, e.g. ``(B, 1, 1, 1, 1)`` statistics) the frames are
+    :func:`istft_time_major` takes, written in one pass. With ``scale`` and ``shift`` (both,
+    broadcastable to ``parts``, e.g. ``(B, 1, 1, 1, 1)`` statistics) the frames are
     ``parts * scale + shift`` (the network's de-normalisation, in the same pass)."""
     *lead, channels, freqs, count = parts.shape
     out = parts.new_empty(*lead, channels // 2, count, freqs + 1, 2)
@@ -113,17 +113,14 @@ def complex_time_major(parts: torch.Tensor, scale: torch.Tensor | None = None,
         return t.reshape(*lead, channels // 2, 2, freqs, count).movedim(-3, -1).transpose(-3, -2)
 
     target = out[..., :freqs, :]
-    affine = scale is not None or shift is not None
-    if affine and torch.is_grad_enabled() and any(
-            t is not None and t.requires_grad for t in (parts, scale, shift)):
-        parts = parts * (1 if scale is None else scale) + (0 if shift is None else shift)
-        affine = False  # autograd: no out= below
-    if not affine:
+    if scale is None or shift is None:
+        if scale is not None or shift is not None:
+            raise ValueError("complex_time_major: give both scale and shift, or neither")
         target.copy_(time_major_pairs(parts))
+    elif torch.is_grad_enabled() and any(t.requires_grad for t in (parts, scale, shift)):
+        target.copy_(time_major_pairs(parts * scale + shift))  # autograd takes no out=
     else:
-        ones = parts.new_ones(())
-        torch.addcmul(time_major_pairs(parts.new_zeros(()) if shift is None else shift),
-                      time_major_pairs(parts), time_major_pairs(ones if scale is None else scale),
+        torch.addcmul(time_major_pairs(shift), time_major_pairs(parts), time_major_pairs(scale),
                       out=target)
     return torch.view_as_complex(out)
 
