@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Iterator
 
 from ..pretrained.builtin import DEFAULT_MODEL
+from . import collector
 
 logger = logging.getLogger("stemforge.separate")
 
@@ -94,15 +95,18 @@ def run(args: argparse.Namespace) -> int:
     # faulted in again (htdemucs forward -22% with 2 threads; see stemforge.allocator).
     reuse_freed_pages()
     start_reading_model(args)
-    from ..inference.separator import Separator  # imports torch (1-1.5 s)
-    from ..pretrained import readahead
+    with collector.startup() as started:  # objects made until the model is loaded live until exit
+        from ..inference.separator import Separator  # imports torch (1-1.5 s)
+        from ..pretrained import readahead
 
-    separator = Separator(model=args.name, repo=args.repo, device=args.device, shifts=args.shifts,
-                          overlap=args.overlap, split=args.split, segment=args.segment, seed=args.seed,
-                          download_progress=not args.quiet, jobs=args.jobs, batch_size=args.batch_size, fast=args.fast)
-    readahead.clear()  # files read ahead but not loaded (e.g. a diffq bag) need not stay in memory
-    with thread_budget(separator.jobs, args.device):
-        return separate_all(args, separator, tracks, input_failures, writer)
+        separator = Separator(model=args.name, repo=args.repo, device=args.device, shifts=args.shifts,
+                              overlap=args.overlap, split=args.split, segment=args.segment, seed=args.seed,
+                              download_progress=not args.quiet, jobs=args.jobs, batch_size=args.batch_size,
+                              fast=args.fast)
+        readahead.clear()  # files read ahead but not loaded (e.g. a diffq bag) need not stay in memory
+        started()
+        with thread_budget(separator.jobs, args.device):
+            return separate_all(args, separator, tracks, input_failures, writer)
 
 
 HEAP_PER_CHECKPOINT_BYTE = 4
