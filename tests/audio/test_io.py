@@ -75,6 +75,10 @@ def test_normalisation_and_clipping():
     wav = torch.randn(2, 1000) * 3 + 1
     stats = Normalisation.of(wav)
     torch.testing.assert_close(stats.invert(stats.apply(wav)), wav)
+    normalised = stats.apply(wav)
+    inverted = stats.invert(normalised)
+    assert stats.invert_(normalised) is normalised  # in place
+    assert torch.equal(normalised, inverted)         # bit for bit the same values
     assert stats.std == pytest.approx(float(wav.mean(0).std()) + 1e-8)
     loud = torch.tensor([[2.0, -0.5]])
     assert prevent_clip(loud, "rescale").abs().max().item() == pytest.approx(1 / 1.01)

@@ -67,6 +67,49 @@ def test_overlap_add_rejects_uncovered_samples():
         acc.pop(6)
 
 
+def _naive_overlap_add(length, weight, segments):
+    total = torch.zeros(*segments[0][1].shape[:-1], length)
+    norm = torch.zeros(length)
+    for offset, chunk in segments:
+        n = chunk.shape[-1]
+        total[..., offset:offset + n] += weight[:n] * chunk
+        norm[offset:offset + n] += weight[:n]
+    return total / norm
+
+
+@pytest.mark.parametrize("offsets, pops", [
+    ([0, 3, 6, 9], [3, 6, 9, 12]),          # regular stride, popped as each segment arrives
+    ([0, 2, 4, 6, 8], [None] * 4 + [12]),   # popped only at the end
+    ([0, 4, 8], [4, 8, 12]),                # no overlap
+    ([0, 6, 3, 8], [None, None, 3, 12]),    # not in order: a later segment fills in before
+])
+def test_overlap_add_equals_the_naive_sum(offsets, pops):
+    generator = torch.Generator().manual_seed(0)
+    weight = transition_weights(4) + 0.1
+    length = 12
+    segments = [(offset, torch.randn(2, 3, min(4, length - offset), generator=generator))
+                for offset in offsets]
+    acc = OverlapAdd(length, weight)
+    blocks = []
+    for (offset, chunk), upto in zip(segments, pops):
+        acc.add(offset, chunk)
+        if upto is not None:
+            blocks.append(acc.pop(upto))
+    torch.testing.assert_close(torch.cat(blocks, -1), _naive_overlap_add(length, weight, segments),
+                               rtol=0, atol=1e-6)
+
+
+def test_overlap_add_gap_left_by_a_skipped_offset_is_zero_not_garbage(monkeypatch):
+    poisoned = torch.Tensor.new_empty
+    monkeypatch.setattr(torch.Tensor, "new_empty", lambda self, *size, **kw: poisoned(self, *size, **kw).fill_(float("nan")))
+    acc = OverlapAdd(12, torch.ones(4))
+    acc.add(0, torch.ones(1, 1, 4))
+    acc.add(6, torch.full((1, 1, 4), 2.0))   # [4, 6) uncovered for now
+    acc.add(3, torch.full((1, 1, 4), 3.0))   # covers it: sums there must start from zero
+    out = acc.pop(10)
+    assert out[0, 0].tolist() == pytest.approx([1, 1, 1, 2, 3, 3, 2.5, 2, 2, 2])
+
+
 @pytest.mark.parametrize("length", [1, 36, 37, 100, 555])
 @pytest.mark.parametrize("overlap", [0.0, 0.25, 0.6])
 def test_identity_model_returns_input(length, overlap):

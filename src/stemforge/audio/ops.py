@@ -59,6 +59,10 @@ class Normalisation:
     def invert(self, wav: torch.Tensor) -> torch.Tensor:
         return wav * self.std + self.mean
 
+    def invert_(self, wav: torch.Tensor) -> torch.Tensor:
+        """:meth:`invert` in place (same values); returns ``wav``."""
+        return wav.mul_(self.std).add_(self.mean)
+
 
 def prevent_clip(wav: torch.Tensor, mode: str = "rescale") -> torch.Tensor:
     """Avoid clipping in ``wav: (..., T)``: ``rescale`` scales the whole signal down if it peaks

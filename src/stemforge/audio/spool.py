@@ -31,9 +31,12 @@ class SampleSpool:
         if block.shape[1] == 0:
             return
         frames = np.ascontiguousarray(block.T, dtype=np.float32)
-        os.pwrite(self._fd, frames.tobytes(), self.length * self.channels * 4)
+        data, offset = memoryview(frames).cast("B"), self.length * self.channels * 4
+        while data:  # pwrite may write less than asked
+            written = os.pwrite(self._fd, data, offset)
+            data, offset = data[written:], offset + written
         self.length += block.shape[1]
-        self.peak = max(self.peak, float(np.abs(frames).max()))
+        self.peak = max(self.peak, float(frames.max()), -float(frames.min()))
 
     def read(self, start: int, stop: int) -> np.ndarray:
         """Samples ``[start, stop)`` with ``0 <= start <= stop <= length``: ``(C, stop - start)``."""

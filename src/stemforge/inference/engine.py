@@ -77,7 +77,7 @@ def run_pass(model: torch.nn.Module, source: SignalSource, settings: PassSetting
         inputs = [read_with_context(source, offset, chunk, input_length(chunk)) for offset, chunk in zip(batch, chunks)]
         outputs: list[torch.Tensor] = []
         for group in _runs_of_equal_length(inputs):
-            outputs.extend(runner(model, torch.stack(group)))
+            outputs.extend(runner(model, group[0][None] if len(group) == 1 else torch.stack(group)))
         return [center_trim(output, chunk) for output, chunk in zip(outputs, chunks)]
 
     batches = [offsets[i:i + max(settings.batch_size, 1)] for i in range(0, len(offsets), max(settings.batch_size, 1))]

@@ -44,9 +44,15 @@ class OverlapAdd:
             raise ValueError("segment starts before samples already emitted")
         n = chunk.shape[-1]
         weight = self.weight[:n].to(chunk.device, chunk.dtype)
-        self._grow(offset + n - self.emitted, chunk)
         start = offset - self.emitted
-        self._sum[..., start:start + n] += weight * chunk
+        have = self._grow(start + n, chunk)
+        if start > have:  # a gap no segment covered yet: zero, so that later sums start from 0
+            self._sum[..., have:start].zero_()
+        overlap = max(min(have - start, n), 0)  # samples already holding earlier segments' sums
+        if overlap:
+            self._sum[..., start:start + overlap] += weight[:overlap] * chunk[..., :overlap]
+        # past them the sum is this segment alone: written, not added to zeros
+        torch.mul(weight[overlap:], chunk[..., overlap:], out=self._sum[..., start + overlap:start + n])
         self._norm[start:start + n] += weight.to(self._norm.device, self._norm.dtype)
 
     def pop(self, upto: int) -> torch.Tensor:
@@ -66,14 +72,19 @@ class OverlapAdd:
         self.emitted = upto
         return out
 
-    def _grow(self, needed: int, like: torch.Tensor) -> None:
+    def _grow(self, needed: int, like: torch.Tensor) -> int:
+        """Make room for ``needed`` buffered samples; returns how many were there before (the
+        new ones are left unset in ``_sum``, zero in ``_norm``)."""
         if self._sum is None:
-            self._sum = like.new_zeros(*like.shape[:-1], 0)
+            self._sum = like.new_empty(*like.shape[:-1], 0)
             self._norm = self._norm.to(like.device)
         have = self._sum.shape[-1]
         if needed > have:
-            self._sum = torch.cat([self._sum, self._sum.new_zeros(*self._sum.shape[:-1], needed - have)], -1)
+            grown = self._sum.new_empty(*self._sum.shape[:-1], needed)
+            grown[..., :have] = self._sum
+            self._sum = grown
             self._norm = torch.cat([self._norm, self._norm.new_zeros(needed - have)])
+        return have
 
     def _empty(self) -> torch.Tensor:
         if self._sum is None:

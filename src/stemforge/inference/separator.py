@@ -140,7 +140,7 @@ class Separator:
         on_segment = self._progress_counter(source.length)
         for block in separate_blocks(self.model, normalised, self.shifts, self.settings, self.runner,
                                      self.rng, on_segment, self.jobs):
-            yield stats.invert(block)
+            yield stats.invert_(block)  # blocks are fresh tensors, not views of the engine's buffers
 
     def separate(self, audio: Union[np.ndarray, torch.Tensor], samplerate: Optional[int] = None
                  ) -> dict[str, np.ndarray]:
