@@ -61,11 +61,13 @@ def quantise(wav: np.ndarray, fmt: OutputFormat) -> np.ndarray:
     Integer formats are scaled by ``2**(bits-1) - 1`` (as Demucs does), rounded to the nearest
     integer and left-aligned in int32 (libsndfile keeps the top ``bits``).
     """
-    frames = np.clip(wav.T, -1.0, 1.0)
+    frames = np.clip(wav.T, -1.0, 1.0)  # a new array: the steps below work in place
     if fmt.float32:
         return np.ascontiguousarray(frames, dtype=np.float32)
-    scale = 2 ** (fmt.bits - 1) - 1
-    return np.rint(frames * scale).astype(np.int32) * (1 << (32 - fmt.bits))
+    frames *= 2 ** (fmt.bits - 1) - 1
+    samples = np.rint(frames, out=frames).astype(np.int32)
+    samples *= 1 << (32 - fmt.bits)
+    return samples
 
 
 class Encoder:

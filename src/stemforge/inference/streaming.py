@@ -158,7 +158,8 @@ def encode_stem(spool: SampleSpool, length: int, path: Path, samplerate: int, fm
             block = spool.read(min(start, spool.length), min(stop, spool.length))
             if block.shape[1] < stop - start:
                 block = np.pad(block, ((0, 0), (0, stop - start - block.shape[1])))
-            block = block * gain
+            if gain != 1.0:
+                block = block * gain
             if clip_mode == "clamp":
                 block = np.clip(block, -0.99, 0.99)
             encoder.write(block)
