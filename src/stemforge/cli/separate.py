@@ -42,7 +42,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
                           "CPU one per core (at most 4) for small models, else 0: one at a time on all cores)")
     cut.add_argument("--fast", choices=["exact", "bf16-transformer", "bf16", "int8"], default="exact",
                      help="approximate faster modes (default exact = Demucs' output); on htdemucs bf16 "
-                          "is the fastest (measured 2.1x the reference at 41 dB SDR to exact), "
+                          "is the fastest (measured 2.1-2.6x the reference at 41 dB SDR to exact), "
                           "bf16-transformer the closest (54 dB)")
     cut.add_argument("--batch-size", type=int, default=None,
                      help="segments per forward pass (default: 1 on CPU, 4 on CUDA; halved on out-of-memory)")
