@@ -18,7 +18,7 @@ from pathlib import Path
 
 from common import (make_repo, markdown_table, max_stem_difference, median, publish, run_script,
                     stems_sdr_db, work_directory, write_music)
-from runner import reference_argv, run_measured, stemforge_argv
+from runner import byte_compile, reference_argv, run_measured, stemforge_argv
 
 logger = logging.getLogger("benchmarks.speed")
 
@@ -102,6 +102,7 @@ def summarise(name: str, runs: dict[str, list], seconds: float) -> list[dict]:
 
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
+    byte_compile("stemforge", "demucs")
     with work_directory(args.workdir, prefix="stemforge-speed-") as work:
         repo = work / "repo"
         models = make_repo(repo, args.model, bag=not args.no_bag, layer_scale=args.layer_scale)
