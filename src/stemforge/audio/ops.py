@@ -57,10 +57,10 @@ class Normalisation:
         return (wav - self.mean) / self.std
 
     def invert(self, wav: torch.Tensor) -> torch.Tensor:
-        return wav * self.std + self.mean
+        return self.invert_(wav.clone())
 
     def invert_(self, wav: torch.Tensor) -> torch.Tensor:
-        """:meth:`invert` in place (same values); returns ``wav``."""
+        """:meth:`invert` in place; returns ``wav``."""
         return wav.mul_(self.std).add_(self.mean)
 
 
